@@ -1,0 +1,53 @@
+// Backend helpers shared by all implementations.
+#include "backend/Backend.h"
+
+#include "core/Error.h"
+
+namespace sw {
+
+ConvGeom ConvGeom::make(const Shape& x, int64_t k, int64_t r, int64_t s, int64_t stride,
+                        int64_t pad) {
+  if (x.rank() != 4) throw ShapeError("conv input must be NCHW, got " + x.str());
+  ConvGeom g;
+  g.n = x[0], g.c = x[1], g.h = x[2], g.w = x[3];
+  g.k = k, g.r = r, g.s = s, g.stride = stride, g.pad = pad;
+  g.oh = (g.h + 2 * pad - r) / stride + 1;
+  g.ow = (g.w + 2 * pad - s) / stride + 1;
+  if (g.oh <= 0 || g.ow <= 0)
+    throw ShapeError("conv output would be empty for input " + x.str() + " kernel " +
+                     std::to_string(r));
+  return g;
+}
+
+std::string ConvGeom::key() const {
+  return std::to_string(n) + "x" + std::to_string(c) + "x" + std::to_string(h) + "x" +
+         std::to_string(w) + "_k" + std::to_string(k) + "_" + std::to_string(r) + "x" +
+         std::to_string(s) + "_s" + std::to_string(stride) + "_p" + std::to_string(pad);
+}
+
+PoolGeom PoolGeom::make(const Shape& x, int64_t kernel, int64_t stride, int64_t pad) {
+  if (x.rank() != 4) throw ShapeError("pool input must be NCHW, got " + x.str());
+  PoolGeom g;
+  g.n = x[0], g.c = x[1], g.h = x[2], g.w = x[3];
+  g.kernel = kernel, g.stride = stride, g.pad = pad;
+  g.oh = (g.h + 2 * pad - kernel) / stride + 1;
+  g.ow = (g.w + 2 * pad - kernel) / stride + 1;
+  if (g.oh <= 0 || g.ow <= 0) throw ShapeError("pool output would be empty for input " + x.str());
+  return g;
+}
+
+Tensor Backend::toHost(const Tensor& t) {
+  if (t.device().isCpu()) return t;
+  Tensor h = Tensor::empty(t.shape());
+  copy(t, h);
+  return h;
+}
+
+Tensor Backend::fromHost(const Tensor& host) {
+  if (device().isCpu()) return host;
+  Tensor d = empty(host.shape());
+  copy(host, d);
+  return d;
+}
+
+}  // namespace sw

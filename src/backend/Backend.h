@@ -1,0 +1,151 @@
+// Backend: the narrow compute surface every layer and optimizer calls. CpuBackend (OpenBLAS +
+// OpenMP, our own im2col convolution) is the reference; CudaBackend (cuBLAS/cuDNN + kernels/) sits
+// behind the same interface. All tensors are float32 NCHW; index tensors (pool argmax, labels)
+// store int32 in the same 4-byte storage and are read with data<int32_t>().
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/Rng.h"
+#include "core/Tensor.h"
+
+namespace sw {
+
+struct GemmOpts {
+  bool transA = false;
+  bool transB = false;
+  float alpha = 1.f;
+  float beta = 0.f;
+};
+
+// Geometry of a 2-D convolution y = conv(x, w): x [n,c,h,w], w [k,c,r,s], y [n,k,oh,ow].
+struct ConvGeom {
+  int64_t n = 0, c = 0, h = 0, w = 0;  // input
+  int64_t k = 0, r = 0, s = 0;         // output channels, kernel height/width
+  int64_t stride = 1, pad = 0;
+  int64_t oh = 0, ow = 0;
+  static ConvGeom make(const Shape& x, int64_t k, int64_t r, int64_t s, int64_t stride,
+                       int64_t pad);
+  std::string key() const;
+};
+
+struct PoolGeom {
+  int64_t n = 0, c = 0, h = 0, w = 0;
+  int64_t kernel = 2, stride = 2, pad = 0;
+  int64_t oh = 0, ow = 0;
+  static PoolGeom make(const Shape& x, int64_t kernel, int64_t stride, int64_t pad);
+};
+
+enum class Act { kIdentity, kRelu, kElu, kTanh, kSigmoid };
+
+enum class Accumulate { kNo, kYes };  // write (beta 0) or add into an existing gradient
+
+struct BatchNormOpts {
+  float momentum = 0.1f;  // PyTorch convention: run = (1-m) run + m batch
+  float eps = 1e-5f;
+};
+
+struct SgdOpts {
+  float lr = 0.1f, momentum = 0.f, dampening = 0.f, weightDecay = 0.f;
+  bool nesterov = false;
+};
+struct AdamOpts {
+  float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weightDecay = 0.f;
+  bool amsgrad = false;
+  int64_t step = 1;  // 1-based step count after increment
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual Device device() const = 0;
+
+  // Memory.
+  virtual Tensor empty(const Shape& s) = 0;
+  virtual Tensor zeros(const Shape& s) = 0;
+  virtual void fill(Tensor& t, float v) = 0;
+  virtual void copy(const Tensor& src, Tensor& dst) = 0;  // any device pair
+  Tensor toHost(const Tensor& t);
+  Tensor fromHost(const Tensor& host);
+  virtual void synchronize() {}
+
+  // Linear algebra on row-major 2-D views: C = alpha op(A) op(B) + beta C.
+  virtual void gemm(const Tensor& a, const Tensor& b, Tensor& c, GemmOpts o) = 0;
+  // y[n, f] += bias[f] (features = dim 1; spatial dims follow).
+  virtual void addBias(Tensor& y, const Tensor& bias) = 0;
+  // db[f] (+)= sum over n and spatial of dy.
+  virtual void biasGrad(const Tensor& dy, Tensor& db, Accumulate acc) = 0;
+
+  // Convolution (bias optional: pass an undefined tensor).
+  virtual void convForward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y,
+                           const ConvGeom& g) = 0;
+  virtual void convBackwardData(const Tensor& dy, const Tensor& w, Tensor& dx, const ConvGeom& g,
+                                Accumulate acc) = 0;
+  virtual void convBackwardFilter(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* db,
+                                  const ConvGeom& g, Accumulate acc) = 0;
+
+  // Elementwise activations; backward may read x (input) or y (output) as the function needs.
+  virtual void actForward(Act a, float alpha, const Tensor& x, Tensor& y) = 0;
+  virtual void actBackward(Act a, float alpha, const Tensor& x, const Tensor& y, const Tensor& dy,
+                           Tensor& dx) = 0;
+
+  // Pooling. idx holds, per output, the flat h*w index of the max inside its (n, c) plane.
+  virtual void maxPoolForward(const Tensor& x, Tensor& y, Tensor& idx, const PoolGeom& g) = 0;
+  virtual void maxPoolBackward(const Tensor& dy, const Tensor& idx, Tensor& dx,
+                               const PoolGeom& g) = 0;
+  // Unpool: y (the pool's input shape) = 0 except y[idx] = x. Its backward gathers dy at idx.
+  virtual void maxUnpoolForward(const Tensor& x, const Tensor& idx, Tensor& y,
+                                const PoolGeom& g) = 0;
+  virtual void maxUnpoolBackward(const Tensor& dy, const Tensor& idx, Tensor& dx,
+                                 const PoolGeom& g) = 0;
+  // Average pooling, padding counted in the divisor (PyTorch count_include_pad=True).
+  virtual void avgPoolForward(const Tensor& x, Tensor& y, const PoolGeom& g) = 0;
+  virtual void avgPoolBackward(const Tensor& dy, Tensor& dx, const PoolGeom& g) = 0;
+
+  // Batch norm over dim 1 of [n, c] or [n, c, h, w]. Training mode saves mean and 1/std.
+  virtual void batchNormForwardTrain(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                     Tensor& y, Tensor& saveMean, Tensor& saveInvStd,
+                                     Tensor& runMean, Tensor& runVar, BatchNormOpts o) = 0;
+  virtual void batchNormForwardEval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                    Tensor& y, const Tensor& runMean, const Tensor& runVar,
+                                    BatchNormOpts o) = 0;
+  virtual void batchNormBackward(const Tensor& x, const Tensor& dy, const Tensor& gamma,
+                                 const Tensor& saveMean, const Tensor& saveInvStd, Tensor& dx,
+                                 Tensor& dgamma, Tensor& dbeta, Accumulate acc) = 0;
+
+  // Dropout: mask = (u >= p) / (1 - p), y = x * mask. The mask is drawn on the host RNG so the
+  // result is the same on every backend for a given seed.
+  virtual void dropoutForward(const Tensor& x, Tensor& y, Tensor& mask, float p, Rng& rng) = 0;
+  virtual void mul(const Tensor& a, const Tensor& b, Tensor& out) = 0;
+
+  // Softmax cross-entropy, mean over the batch. labels: int32 [n]. Writes probabilities,
+  // returns the mean loss. Backward: dlogits = scale * (probs - onehot(labels)).
+  virtual float softmaxXentForward(const Tensor& logits, const Tensor& labels, Tensor& probs) = 0;
+  virtual void softmaxXentBackward(const Tensor& probs, const Tensor& labels, Tensor& dlogits,
+                                   float scale) = 0;
+  // Number of rows whose argmax equals the label.
+  virtual int64_t countCorrect(const Tensor& logits, const Tensor& labels) = 0;
+
+  // Elementwise helpers.
+  virtual void add(const Tensor& a, const Tensor& b, Tensor& out) = 0;
+  virtual void axpy(float alpha, const Tensor& x, Tensor& y) = 0;  // y += alpha x
+  virtual void scale(Tensor& x, float alpha) = 0;
+  virtual double sumSquares(const Tensor& x) = 0;
+  virtual double sum(const Tensor& x) = 0;
+
+  // Fused optimizer updates (PyTorch semantics, see optim/).
+  virtual void sgdUpdate(Tensor& param, const Tensor& grad, Tensor& buf, const SgdOpts& o,
+                         bool firstStep) = 0;
+  virtual void adamUpdate(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Tensor& vmax,
+                          const AdamOpts& o) = 0;
+
+  // Threads used by this backend's host-side compute.
+  virtual void setThreads(int n) { (void)n; }
+};
+
+// The CPU backend, created once per process.
+std::unique_ptr<Backend> makeCpuBackend(int threads);
+
+}  // namespace sw

@@ -1,0 +1,735 @@
+// CpuBackend: host implementation of every Backend op. Loops are written so that each OpenMP
+// thread owns disjoint output elements (no atomics), which also makes results independent of the
+// thread count except inside BLAS.
+#include "backend/cpu/CpuBackend.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/Error.h"
+
+namespace sw {
+namespace {
+
+inline int64_t rows2d(const Tensor& t) { return t.rank() == 1 ? 1 : t.dim(0); }
+inline int64_t cols2d(const Tensor& t) { return t.rank() == 1 ? t.dim(0) : t.numel() / t.dim(0); }
+inline int64_t spatial(const Tensor& t) {
+  int64_t s = 1;
+  for (int i = 2; i < t.rank(); ++i) s *= t.dim(i);
+  return s;
+}
+
+// Copies the receptive fields of samples [0, b) of x into col: row (c, r, s), column
+// (i, oy, ox). Zero padding is written explicitly so col needs no clearing.
+void im2col(const float* x, int64_t b, const ConvGeom& g, float* col) {
+  const int64_t ohw = g.oh * g.ow, ncol = b * ohw, hw = g.h * g.w, rs = g.r * g.s;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t c = 0; c < g.c; ++c) {
+    for (int64_t k = 0; k < rs; ++k) {
+      const int64_t r = k / g.s, s = k % g.s;
+      float* dst = col + (c * rs + k) * ncol;
+      for (int64_t i = 0; i < b; ++i) {
+        const float* src = x + (i * g.c + c) * hw;
+        float* d = dst + i * ohw;
+        for (int64_t oy = 0; oy < g.oh; ++oy) {
+          const int64_t iy = oy * g.stride - g.pad + r;
+          float* drow = d + oy * g.ow;
+          if (iy < 0 || iy >= g.h) {
+            std::memset(drow, 0, sizeof(float) * g.ow);
+            continue;
+          }
+          const float* srow = src + iy * g.w;
+          if (g.stride == 1) {
+            // Valid ox: 0 <= ox - pad + s < w.
+            int64_t lo = std::max<int64_t>(0, g.pad - s);
+            int64_t hi = std::min<int64_t>(g.ow, g.w + g.pad - s);
+            if (hi < lo) hi = lo;
+            for (int64_t ox = 0; ox < lo; ++ox) drow[ox] = 0.f;
+            if (hi > lo) std::memcpy(drow + lo, srow + lo - g.pad + s, sizeof(float) * (hi - lo));
+            for (int64_t ox = hi; ox < g.ow; ++ox) drow[ox] = 0.f;
+          } else {
+            for (int64_t ox = 0; ox < g.ow; ++ox) {
+              const int64_t ix = ox * g.stride - g.pad + s;
+              drow[ox] = (ix >= 0 && ix < g.w) ? srow[ix] : 0.f;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Adds the column gradients back into dx (the adjoint of im2col). One thread per (i, c) plane.
+void col2im(const float* col, int64_t b, const ConvGeom& g, float* dx, Accumulate acc) {
+  const int64_t ohw = g.oh * g.ow, ncol = b * ohw, hw = g.h * g.w, rs = g.r * g.s;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t i = 0; i < b; ++i) {
+    for (int64_t c = 0; c < g.c; ++c) {
+      float* plane = dx + (i * g.c + c) * hw;
+      if (acc == Accumulate::kNo) std::memset(plane, 0, sizeof(float) * hw);
+      for (int64_t k = 0; k < rs; ++k) {
+        const int64_t r = k / g.s, s = k % g.s;
+        const float* src = col + (c * rs + k) * ncol + i * ohw;
+        for (int64_t oy = 0; oy < g.oh; ++oy) {
+          const int64_t iy = oy * g.stride - g.pad + r;
+          if (iy < 0 || iy >= g.h) continue;
+          float* prow = plane + iy * g.w;
+          const float* srow = src + oy * g.ow;
+          if (g.stride == 1) {
+            int64_t lo = std::max<int64_t>(0, g.pad - s);
+            int64_t hi = std::min<int64_t>(g.ow, g.w + g.pad - s);
+            float* p = prow - g.pad + s;
+#pragma omp simd
+            for (int64_t ox = lo; ox < hi; ++ox) p[ox] += srow[ox];
+          } else {
+            for (int64_t ox = 0; ox < g.ow; ++ox) {
+              const int64_t ix = ox * g.stride - g.pad + s;
+              if (ix >= 0 && ix < g.w) prow[ix] += srow[ox];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a,
+              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
+}
+
+}  // namespace
+
+extern "C" void openblas_set_num_threads(int);
+
+CpuBackend::CpuBackend(int threads) { setThreads(threads); }
+
+void CpuBackend::setThreads(int n) {
+  threads_ = n > 0 ? n : omp_get_num_procs();
+  omp_set_num_threads(threads_);
+  openblas_set_num_threads(threads_);
+}
+
+float* CpuBackend::scratch(size_t idx, size_t floats) {
+  if (scratch_.size() <= idx) scratch_.resize(idx + 1);
+  if (!scratch_[idx].defined() || static_cast<size_t>(scratch_[idx].numel()) < floats)
+    scratch_[idx] = Tensor::empty(Shape{static_cast<int64_t>(floats)});
+  return scratch_[idx].data();
+}
+
+void CpuBackend::fill(Tensor& t, float v) {
+  float* p = t.data();
+  const int64_t n = t.numel();
+#pragma omp parallel for simd if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) p[i] = v;
+}
+
+void CpuBackend::copy(const Tensor& src, Tensor& dst) {
+  if (src.numel() != dst.numel())
+    throw ShapeError("copy " + src.shape().str() + " -> " + dst.shape().str());
+  if (!src.device().isCpu() || !dst.device().isCpu())
+    throw DeviceError("CpuBackend::copy cannot reach device memory");
+  if (src.data() != dst.data()) std::memcpy(dst.data(), src.data(), src.bytes());
+}
+
+void CpuBackend::gemm(const Tensor& a, const Tensor& b, Tensor& c, GemmOpts o) {
+  const int64_t ar = rows2d(a), ac = cols2d(a), br = rows2d(b), bc = cols2d(b);
+  const int64_t m = o.transA ? ac : ar, k = o.transA ? ar : ac;
+  const int64_t kb = o.transB ? bc : br, n = o.transB ? br : bc;
+  if (k != kb || rows2d(c) != m || cols2d(c) != n)
+    throw ShapeError("gemm shapes " + a.shape().str() + (o.transA ? "^T" : "") + " x " +
+                     b.shape().str() + (o.transB ? "^T" : "") + " -> " + c.shape().str());
+  sgemm(o.transA, o.transB, m, n, k, o.alpha, a.data(), ac, b.data(), bc, o.beta, c.data(), n);
+}
+
+void CpuBackend::addBias(Tensor& y, const Tensor& bias) {
+  const int64_t n = y.dim(0), f = y.dim(1), sp = spatial(y);
+  float* p = y.data();
+  const float* bb = bias.data();
+#pragma omp parallel for collapse(2) if (y.numel() > 32768)
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < f; ++j) {
+      float* q = p + (i * f + j) * sp;
+      const float v = bb[j];
+#pragma omp simd
+      for (int64_t s = 0; s < sp; ++s) q[s] += v;
+    }
+}
+
+void CpuBackend::biasGrad(const Tensor& dy, Tensor& db, Accumulate acc) {
+  const int64_t n = dy.dim(0), f = dy.dim(1), sp = spatial(dy);
+  const float* p = dy.data();
+  float* out = db.data();
+#pragma omp parallel for if (dy.numel() > 32768)
+  for (int64_t j = 0; j < f; ++j) {
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* q = p + (i * f + j) * sp;
+      float t = 0;
+#pragma omp simd reduction(+ : t)
+      for (int64_t k = 0; k < sp; ++k) t += q[k];
+      s += t;
+    }
+    out[j] = static_cast<float>(acc == Accumulate::kYes ? out[j] + s : s);
+  }
+}
+
+int64_t CpuBackend::groupSize(const ConvGeom& g) const {
+  const int64_t ohw = g.oh * g.ow;
+  // ~2-4k columns keep OpenBLAS's N blocking busy; 32 MiB of column scratch at most.
+  int64_t b = std::max<int64_t>(1, (3072 + ohw - 1) / ohw);
+  const int64_t crs = g.c * g.r * g.s;
+  const int64_t maxCols = std::max<int64_t>(ohw, (32ll << 20) / 4 / std::max<int64_t>(crs, 1));
+  b = std::min<int64_t>(b, std::max<int64_t>(1, maxCols / ohw));
+  return std::min<int64_t>(b, g.n);
+}
+
+void CpuBackend::convForward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y,
+                             const ConvGeom& g) {
+  const int64_t ohw = g.oh * g.ow, crs = g.c * g.r * g.s, b = groupSize(g);
+  const bool direct = g.r == 1 && g.s == 1 && g.stride == 1 && g.pad == 0;
+  float* col = (direct && b == 1) ? nullptr : scratch(0, crs * b * ohw);
+  float* out = b == 1 ? nullptr : scratch(1, g.k * b * ohw);
+  const float* bb = bias.defined() ? bias.data() : nullptr;
+  for (int64_t n0 = 0; n0 < g.n; n0 += b) {
+    const int64_t bn = std::min(b, g.n - n0), ncol = bn * ohw;
+    const float* xs = x.data() + n0 * g.c * g.h * g.w;
+    const float* src = xs;
+    if (!(direct && bn == 1)) {
+      im2col(xs, bn, g, col);
+      src = col;
+    }
+    float* ys = y.data() + n0 * g.k * ohw;
+    if (bn == 1) {
+      sgemm(false, false, g.k, ohw, crs, 1.f, w.data(), crs, src, ohw, 0.f, ys, ohw);
+      if (bb) {
+#pragma omp parallel for if (g.k * ohw > 32768)
+        for (int64_t k = 0; k < g.k; ++k)
+          for (int64_t j = 0; j < ohw; ++j) ys[k * ohw + j] += bb[k];
+      }
+      continue;
+    }
+    sgemm(false, false, g.k, ncol, crs, 1.f, w.data(), crs, src, ncol, 0.f, out, ncol);
+    // Scatter [k][i][j] -> [i][k][j], adding the bias on the way.
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t i = 0; i < bn; ++i)
+      for (int64_t k = 0; k < g.k; ++k) {
+        const float* s = out + k * ncol + i * ohw;
+        float* d = ys + (i * g.k + k) * ohw;
+        const float v = bb ? bb[k] : 0.f;
+#pragma omp simd
+        for (int64_t j = 0; j < ohw; ++j) d[j] = s[j] + v;
+      }
+  }
+}
+
+namespace {
+// Gathers dy of samples [0, bn) into [k][i*ohw + j] layout.
+void gatherDy(const float* dy, int64_t bn, int64_t k, int64_t ohw, float* out) {
+  const int64_t ncol = bn * ohw;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t i = 0; i < bn; ++i)
+    for (int64_t c = 0; c < k; ++c)
+      std::memcpy(out + c * ncol + i * ohw, dy + (i * k + c) * ohw, sizeof(float) * ohw);
+}
+}  // namespace
+
+void CpuBackend::convBackwardData(const Tensor& dy, const Tensor& w, Tensor& dx, const ConvGeom& g,
+                                  Accumulate acc) {
+  const int64_t ohw = g.oh * g.ow, crs = g.c * g.r * g.s, b = groupSize(g);
+  float* col = scratch(0, crs * b * ohw);
+  float* dyg = b == 1 ? nullptr : scratch(1, g.k * b * ohw);
+  for (int64_t n0 = 0; n0 < g.n; n0 += b) {
+    const int64_t bn = std::min(b, g.n - n0), ncol = bn * ohw;
+    const float* dys = dy.data() + n0 * g.k * ohw;
+    if (bn > 1) {
+      gatherDy(dys, bn, g.k, ohw, dyg);
+      dys = dyg;
+    }
+    // col[crs, ncol] = w^T[crs, k] * dy[k, ncol]
+    sgemm(true, false, crs, ncol, g.k, 1.f, w.data(), crs, dys, ncol, 0.f, col, ncol);
+    col2im(col, bn, g, dx.data() + n0 * g.c * g.h * g.w, acc);
+  }
+}
+
+void CpuBackend::convBackwardFilter(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* db,
+                                    const ConvGeom& g, Accumulate acc) {
+  const int64_t ohw = g.oh * g.ow, crs = g.c * g.r * g.s, b = groupSize(g);
+  const bool direct = g.r == 1 && g.s == 1 && g.stride == 1 && g.pad == 0;
+  float* col = scratch(0, crs * b * ohw);
+  float* dyg = b == 1 ? nullptr : scratch(1, g.k * b * ohw);
+  float beta = acc == Accumulate::kYes ? 1.f : 0.f;
+  for (int64_t n0 = 0; n0 < g.n; n0 += b) {
+    const int64_t bn = std::min(b, g.n - n0), ncol = bn * ohw;
+    const float* xs = x.data() + n0 * g.c * g.h * g.w;
+    const float* src = xs;
+    if (!(direct && bn == 1)) {
+      im2col(xs, bn, g, col);
+      src = col;
+    }
+    const float* dys = dy.data() + n0 * g.k * ohw;
+    if (bn > 1) {
+      gatherDy(dys, bn, g.k, ohw, dyg);
+      dys = dyg;
+    }
+    // dw[k, crs] (+)= dy[k, ncol] * col^T[ncol, crs]
+    sgemm(false, true, g.k, crs, ncol, 1.f, dys, ncol, src, ncol, beta, dw.data(), crs);
+    beta = 1.f;
+  }
+  if (db) biasGrad(dy, *db, acc);
+}
+
+void CpuBackend::actForward(Act a, float alpha, const Tensor& x, Tensor& y) {
+  const int64_t n = x.numel();
+  const float* xp = x.data();
+  float* yp = y.data();
+  switch (a) {
+    case Act::kIdentity:
+      if (xp != yp) std::memcpy(yp, xp, x.bytes());
+      break;
+    case Act::kRelu:
+#pragma omp parallel for simd if (n > 65536)
+      for (int64_t i = 0; i < n; ++i) yp[i] = xp[i] > 0.f ? xp[i] : 0.f;
+      break;
+    case Act::kElu:
+#pragma omp parallel for simd if (n > 16384)
+      for (int64_t i = 0; i < n; ++i) yp[i] = xp[i] > 0.f ? xp[i] : alpha * std::expm1(xp[i]);
+      break;
+    case Act::kTanh:
+#pragma omp parallel for simd if (n > 16384)
+      for (int64_t i = 0; i < n; ++i) yp[i] = std::tanh(xp[i]);
+      break;
+    case Act::kSigmoid:
+#pragma omp parallel for simd if (n > 16384)
+      for (int64_t i = 0; i < n; ++i) yp[i] = 1.f / (1.f + std::exp(-xp[i]));
+      break;
+  }
+}
+
+void CpuBackend::actBackward(Act a, float alpha, const Tensor& x, const Tensor& y,
+                             const Tensor& dy, Tensor& dx) {
+  const int64_t n = dy.numel();
+  const float* dyp = dy.data();
+  float* dxp = dx.data();
+  switch (a) {
+    case Act::kIdentity:
+      if (dyp != dxp) std::memcpy(dxp, dyp, dy.bytes());
+      break;
+    case Act::kRelu: {
+      const float* yp = y.data();
+#pragma omp parallel for simd if (n > 65536)
+      for (int64_t i = 0; i < n; ++i) dxp[i] = yp[i] > 0.f ? dyp[i] : 0.f;
+      break;
+    }
+    case Act::kElu: {
+      const float* xp = x.data();
+      const float* yp = y.data();
+#pragma omp parallel for simd if (n > 65536)
+      for (int64_t i = 0; i < n; ++i) dxp[i] = xp[i] > 0.f ? dyp[i] : dyp[i] * (yp[i] + alpha);
+      break;
+    }
+    case Act::kTanh: {
+      const float* yp = y.data();
+#pragma omp parallel for simd if (n > 65536)
+      for (int64_t i = 0; i < n; ++i) dxp[i] = dyp[i] * (1.f - yp[i] * yp[i]);
+      break;
+    }
+    case Act::kSigmoid: {
+      const float* yp = y.data();
+#pragma omp parallel for simd if (n > 65536)
+      for (int64_t i = 0; i < n; ++i) dxp[i] = dyp[i] * yp[i] * (1.f - yp[i]);
+      break;
+    }
+  }
+}
+
+void CpuBackend::maxPoolForward(const Tensor& x, Tensor& y, Tensor& idx, const PoolGeom& g) {
+  const int64_t planes = g.n * g.c, hw = g.h * g.w, ohw = g.oh * g.ow;
+  const float* xp = x.data();
+  float* yp = y.data();
+  int32_t* ip = idx.data<int32_t>();
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* src = xp + p * hw;
+    for (int64_t oy = 0; oy < g.oh; ++oy)
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        const int64_t y0 = oy * g.stride - g.pad, x0 = ox * g.stride - g.pad;
+        float best = -INFINITY;
+        int32_t bi = -1;
+        for (int64_t ky = 0; ky < g.kernel; ++ky) {
+          const int64_t iy = y0 + ky;
+          if (iy < 0 || iy >= g.h) continue;
+          for (int64_t kx = 0; kx < g.kernel; ++kx) {
+            const int64_t ix = x0 + kx;
+            if (ix < 0 || ix >= g.w) continue;
+            const float v = src[iy * g.w + ix];
+            // NaN propagates (as in PyTorch): a NaN always wins.
+            if (v > best || bi < 0 || std::isnan(v)) {
+              best = v;
+              bi = static_cast<int32_t>(iy * g.w + ix);
+            }
+          }
+        }
+        yp[p * ohw + oy * g.ow + ox] = best;
+        ip[p * ohw + oy * g.ow + ox] = bi;
+      }
+  }
+}
+
+void CpuBackend::maxPoolBackward(const Tensor& dy, const Tensor& idx, Tensor& dx,
+                                 const PoolGeom& g) {
+  const int64_t planes = g.n * g.c, hw = g.h * g.w, ohw = g.oh * g.ow;
+  const float* dyp = dy.data();
+  const int32_t* ip = idx.data<int32_t>();
+  float* dxp = dx.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
+    float* d = dxp + p * hw;
+    std::memset(d, 0, sizeof(float) * hw);
+    for (int64_t j = 0; j < ohw; ++j) d[ip[p * ohw + j]] += dyp[p * ohw + j];
+  }
+}
+
+void CpuBackend::maxUnpoolForward(const Tensor& x, const Tensor& idx, Tensor& y,
+                                  const PoolGeom& g) {
+  // Same gather/scatter as the pool's backward: y is zero except at the recorded argmax.
+  maxPoolBackward(x, idx, y, g);
+}
+
+void CpuBackend::maxUnpoolBackward(const Tensor& dy, const Tensor& idx, Tensor& dx,
+                                   const PoolGeom& g) {
+  const int64_t planes = g.n * g.c, hw = g.h * g.w, ohw = g.oh * g.ow;
+  const float* dyp = dy.data();
+  const int32_t* ip = idx.data<int32_t>();
+  float* dxp = dx.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t j = 0; j < ohw; ++j) dxp[p * ohw + j] = dyp[p * hw + ip[p * ohw + j]];
+}
+
+void CpuBackend::avgPoolForward(const Tensor& x, Tensor& y, const PoolGeom& g) {
+  const int64_t planes = g.n * g.c, hw = g.h * g.w, ohw = g.oh * g.ow;
+  const float inv = 1.f / static_cast<float>(g.kernel * g.kernel);
+  const float* xp = x.data();
+  float* yp = y.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* src = xp + p * hw;
+    for (int64_t oy = 0; oy < g.oh; ++oy)
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        float s = 0.f;
+        for (int64_t ky = 0; ky < g.kernel; ++ky) {
+          const int64_t iy = oy * g.stride - g.pad + ky;
+          if (iy < 0 || iy >= g.h) continue;
+          for (int64_t kx = 0; kx < g.kernel; ++kx) {
+            const int64_t ix = ox * g.stride - g.pad + kx;
+            if (ix >= 0 && ix < g.w) s += src[iy * g.w + ix];
+          }
+        }
+        yp[p * ohw + oy * g.ow + ox] = s * inv;
+      }
+  }
+}
+
+void CpuBackend::avgPoolBackward(const Tensor& dy, Tensor& dx, const PoolGeom& g) {
+  const int64_t planes = g.n * g.c, hw = g.h * g.w, ohw = g.oh * g.ow;
+  const float inv = 1.f / static_cast<float>(g.kernel * g.kernel);
+  const float* dyp = dy.data();
+  float* dxp = dx.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
+    float* d = dxp + p * hw;
+    std::memset(d, 0, sizeof(float) * hw);
+    for (int64_t oy = 0; oy < g.oh; ++oy)
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        const float v = dyp[p * ohw + oy * g.ow + ox] * inv;
+        for (int64_t ky = 0; ky < g.kernel; ++ky) {
+          const int64_t iy = oy * g.stride - g.pad + ky;
+          if (iy < 0 || iy >= g.h) continue;
+          for (int64_t kx = 0; kx < g.kernel; ++kx) {
+            const int64_t ix = ox * g.stride - g.pad + kx;
+            if (ix >= 0 && ix < g.w) d[iy * g.w + ix] += v;
+          }
+        }
+      }
+  }
+}
+
+void CpuBackend::batchNormForwardTrain(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                       Tensor& y, Tensor& saveMean, Tensor& saveInvStd,
+                                       Tensor& runMean, Tensor& runVar, BatchNormOpts o) {
+  const int64_t n = x.dim(0), c = x.dim(1), sp = spatial(x), m = n * sp;
+  const float* xp = x.data();
+  float* yp = y.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t j = 0; j < c; ++j) {
+    // Two passes in double: the mean first, then the centred sum of squares (no cancellation).
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* q = xp + (i * c + j) * sp;
+      float t = 0;
+#pragma omp simd reduction(+ : t)
+      for (int64_t k = 0; k < sp; ++k) t += q[k];
+      s += t;
+    }
+    const double mean = s / m;
+    double ss = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* q = xp + (i * c + j) * sp;
+      const float mf = static_cast<float>(mean);
+      float t = 0;
+#pragma omp simd reduction(+ : t)
+      for (int64_t k = 0; k < sp; ++k) t += (q[k] - mf) * (q[k] - mf);
+      ss += t;
+    }
+    const double var = ss / m;
+    const float inv = static_cast<float>(1.0 / std::sqrt(var + o.eps));
+    saveMean.data()[j] = static_cast<float>(mean);
+    saveInvStd.data()[j] = inv;
+    const double unbiased = m > 1 ? ss / (m - 1) : var;
+    runMean.data()[j] = (1.f - o.momentum) * runMean.data()[j] + o.momentum * static_cast<float>(mean);
+    runVar.data()[j] = (1.f - o.momentum) * runVar.data()[j] + o.momentum * static_cast<float>(unbiased);
+    const float a = gamma.data()[j] * inv, b = beta.data()[j] - static_cast<float>(mean) * a;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* q = xp + (i * c + j) * sp;
+      float* r = yp + (i * c + j) * sp;
+#pragma omp simd
+      for (int64_t k = 0; k < sp; ++k) r[k] = q[k] * a + b;
+    }
+  }
+}
+
+void CpuBackend::batchNormForwardEval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                      Tensor& y, const Tensor& runMean, const Tensor& runVar,
+                                      BatchNormOpts o) {
+  const int64_t n = x.dim(0), c = x.dim(1), sp = spatial(x);
+  const float* xp = x.data();
+  float* yp = y.data();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < c; ++j) {
+      const float inv = 1.f / std::sqrt(runVar.data()[j] + o.eps);
+      const float a = gamma.data()[j] * inv, b = beta.data()[j] - runMean.data()[j] * a;
+      const float* q = xp + (i * c + j) * sp;
+      float* r = yp + (i * c + j) * sp;
+#pragma omp simd
+      for (int64_t k = 0; k < sp; ++k) r[k] = q[k] * a + b;
+    }
+}
+
+void CpuBackend::batchNormBackward(const Tensor& x, const Tensor& dy, const Tensor& gamma,
+                                   const Tensor& saveMean, const Tensor& saveInvStd, Tensor& dx,
+                                   Tensor& dgamma, Tensor& dbeta, Accumulate acc) {
+  const int64_t n = x.dim(0), c = x.dim(1), sp = spatial(x), m = n * sp;
+  const float* xp = x.data();
+  const float* dyp = dy.data();
+  float* dxp = dx.defined() ? dx.data() : nullptr;
+#pragma omp parallel for schedule(static)
+  for (int64_t j = 0; j < c; ++j) {
+    const float mean = saveMean.data()[j], inv = saveInvStd.data()[j];
+    double sdy = 0, sdyx = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* q = xp + (i * c + j) * sp;
+      const float* d = dyp + (i * c + j) * sp;
+      float t1 = 0, t2 = 0;
+#pragma omp simd reduction(+ : t1, t2)
+      for (int64_t k = 0; k < sp; ++k) {
+        t1 += d[k];
+        t2 += d[k] * (q[k] - mean);
+      }
+      sdy += t1;
+      sdyx += t2;
+    }
+    const float dg = static_cast<float>(sdyx) * inv, dbv = static_cast<float>(sdy);
+    if (acc == Accumulate::kYes) {
+      dgamma.data()[j] += dg;
+      dbeta.data()[j] += dbv;
+    } else {
+      dgamma.data()[j] = dg;
+      dbeta.data()[j] = dbv;
+    }
+    if (!dxp) continue;
+    // dx = gamma*inv/m * (m*dy - sum(dy) - xhat*sum(dy*xhat))
+    const float k1 = gamma.data()[j] * inv;
+    const float meanDy = static_cast<float>(sdy / m);
+    const float k2 = static_cast<float>(sdyx / m) * inv * inv;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* q = xp + (i * c + j) * sp;
+      const float* d = dyp + (i * c + j) * sp;
+      float* r = dxp + (i * c + j) * sp;
+#pragma omp simd
+      for (int64_t k = 0; k < sp; ++k) r[k] = k1 * (d[k] - meanDy - (q[k] - mean) * k2);
+    }
+  }
+}
+
+void CpuBackend::dropoutForward(const Tensor& x, Tensor& y, Tensor& mask, float p, Rng& rng) {
+  const int64_t n = x.numel();
+  float* mp = mask.data();
+  const float keep = 1.f / (1.f - p);
+  for (int64_t i = 0; i < n; ++i) mp[i] = rng.uniform() >= p ? keep : 0.f;
+  mul(x, mask, y);
+}
+
+void CpuBackend::mul(const Tensor& a, const Tensor& b, Tensor& out) {
+  const int64_t n = a.numel();
+  const float *ap = a.data(), *bp = b.data();
+  float* op = out.data();
+#pragma omp parallel for simd if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) op[i] = ap[i] * bp[i];
+}
+
+float CpuBackend::softmaxXentForward(const Tensor& logits, const Tensor& labels, Tensor& probs) {
+  const int64_t n = logits.dim(0), k = cols2d(logits);
+  const float* lp = logits.data();
+  const int32_t* yp = labels.data<int32_t>();
+  float* pp = probs.data();
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = lp + i * k;
+    float* pr = pp + i * k;
+    float mx = row[0];
+    for (int64_t j = 1; j < k; ++j) mx = std::max(mx, row[j]);
+    double s = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      pr[j] = std::exp(row[j] - mx);
+      s += pr[j];
+    }
+    const float inv = static_cast<float>(1.0 / s);
+    for (int64_t j = 0; j < k; ++j) pr[j] *= inv;
+    const int32_t y = yp[i];
+    if (y < 0 || y >= k)
+      throw DataError("label " + std::to_string(y) + " out of range [0, " + std::to_string(k) +
+                      ") in sample " + std::to_string(i) + " of the batch");
+    total += -(static_cast<double>(row[y]) - mx - std::log(s));
+  }
+  return static_cast<float>(total / n);
+}
+
+void CpuBackend::softmaxXentBackward(const Tensor& probs, const Tensor& labels, Tensor& dlogits,
+                                     float scale) {
+  const int64_t n = probs.dim(0), k = cols2d(probs);
+  const float* pp = probs.data();
+  const int32_t* yp = labels.data<int32_t>();
+  float* dp = dlogits.data();
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < k; ++j) dp[i * k + j] = scale * pp[i * k + j];
+    dp[i * k + yp[i]] -= scale;
+  }
+}
+
+int64_t CpuBackend::countCorrect(const Tensor& logits, const Tensor& labels) {
+  const int64_t n = logits.dim(0), k = cols2d(logits);
+  const float* lp = logits.data();
+  const int32_t* yp = labels.data<int32_t>();
+  int64_t correct = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = lp + i * k;
+    int64_t best = 0;
+    for (int64_t j = 1; j < k; ++j)
+      if (row[j] > row[best]) best = j;
+    correct += best == yp[i];
+  }
+  return correct;
+}
+
+void CpuBackend::add(const Tensor& a, const Tensor& b, Tensor& out) {
+  const int64_t n = a.numel();
+  const float *ap = a.data(), *bp = b.data();
+  float* op = out.data();
+#pragma omp parallel for simd if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) op[i] = ap[i] + bp[i];
+}
+
+void CpuBackend::axpy(float alpha, const Tensor& x, Tensor& y) {
+  const int64_t n = x.numel();
+  const float* xp = x.data();
+  float* yp = y.data();
+#pragma omp parallel for simd if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) yp[i] += alpha * xp[i];
+}
+
+void CpuBackend::scale(Tensor& x, float alpha) {
+  const int64_t n = x.numel();
+  float* p = x.data();
+#pragma omp parallel for simd if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) p[i] *= alpha;
+}
+
+double CpuBackend::sumSquares(const Tensor& x) {
+  const int64_t n = x.numel();
+  const float* p = x.data();
+  double s = 0;
+#pragma omp parallel for reduction(+ : s) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(p[i]) * p[i];
+  return s;
+}
+
+double CpuBackend::sum(const Tensor& x) {
+  const int64_t n = x.numel();
+  const float* p = x.data();
+  double s = 0;
+#pragma omp parallel for reduction(+ : s) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) s += p[i];
+  return s;
+}
+
+void CpuBackend::sgdUpdate(Tensor& param, const Tensor& grad, Tensor& buf, const SgdOpts& o,
+                           bool firstStep) {
+  const int64_t n = param.numel();
+  float* p = param.data();
+  const float* g = grad.data();
+  float* b = o.momentum != 0.f ? buf.data() : nullptr;
+  const float wd = o.weightDecay, mu = o.momentum, damp = 1.f - o.dampening, lr = o.lr;
+  const bool nest = o.nesterov;
+#pragma omp parallel for simd if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    float d = g[i] + wd * p[i];
+    if (b) {
+      const float bi = firstStep ? d : mu * b[i] + damp * d;
+      b[i] = bi;
+      d = nest ? d + mu * bi : bi;
+    }
+    p[i] -= lr * d;
+  }
+}
+
+void CpuBackend::adamUpdate(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Tensor& vmax,
+                            const AdamOpts& o) {
+  const int64_t n = param.numel();
+  float* p = param.data();
+  const float* g = grad.data();
+  float* mp = m.data();
+  float* vp = v.data();
+  float* vm = o.amsgrad ? vmax.data() : nullptr;
+  const float b1 = o.beta1, b2 = o.beta2, wd = o.weightDecay, eps = o.eps;
+  const double bc1 = 1.0 - std::pow(static_cast<double>(b1), static_cast<double>(o.step));
+  const double bc2 = 1.0 - std::pow(static_cast<double>(b2), static_cast<double>(o.step));
+  const float stepSize = static_cast<float>(o.lr / bc1);
+  const float bc2sqrt = static_cast<float>(std::sqrt(bc2));
+#pragma omp parallel for simd if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    const float d = g[i] + wd * p[i];
+    mp[i] = b1 * mp[i] + (1.f - b1) * d;
+    vp[i] = b2 * vp[i] + (1.f - b2) * d * d;
+    float vv = vp[i];
+    if (vm) {
+      vm[i] = std::max(vm[i], vv);
+      vv = vm[i];
+    }
+    const float denom = std::sqrt(vv) / bc2sqrt + eps;
+    p[i] -= stepSize * mp[i] / denom;
+  }
+}
+
+std::unique_ptr<Backend> makeCpuBackend(int threads) {
+  return std::make_unique<CpuBackend>(threads);
+}
+
+}  // namespace sw

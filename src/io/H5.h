@@ -1,0 +1,80 @@
+// RAII wrappers over the HDF5 C API: files, float32/int64/uint8 datasets by path (groups created
+// on demand), scalar attributes. Every failure throws IoError naming the file and object.
+#pragma once
+#include <hdf5.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/Tensor.h"
+
+namespace sw::h5 {
+
+// Owns one hid_t and closes it with the matching H5*close.
+class Handle {
+ public:
+  using Closer = herr_t (*)(hid_t);
+  Handle() = default;
+  Handle(hid_t id, Closer c) : id_(id), close_(c) {}
+  Handle(Handle&& o) noexcept : id_(o.id_), close_(o.close_) { o.id_ = -1; }
+  Handle& operator=(Handle&& o) noexcept;
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle() { reset(); }
+  void reset();
+  hid_t get() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+
+ private:
+  hid_t id_ = -1;
+  Closer close_ = nullptr;
+};
+
+enum class Access { kRead, kReadWrite, kCreate /* truncate */ };
+
+class File {
+ public:
+  File(const std::string& path, Access a);
+  const std::string& path() const { return path_; }
+  bool exists(const std::string& obj) const;
+  // Names of the members of a group ("/" for the root).
+  std::vector<std::string> list(const std::string& group = "/") const;
+  // Shape of a dataset.
+  std::vector<int64_t> shape(const std::string& obj) const;
+  // Element class of a dataset: "float", "integer" or other.
+  std::string typeClass(const std::string& obj) const;
+
+  void writeTensor(const std::string& obj, const Tensor& host);
+  Tensor readTensor(const std::string& obj) const;  // any numeric type, converted to float32
+  void writeInt64(const std::string& obj, const std::vector<int64_t>& v);
+  std::vector<int64_t> readInt64(const std::string& obj) const;
+  void writeUint8(const std::string& obj, const std::vector<uint8_t>& v, const std::vector<int64_t>& dims);
+  // Reads rows [begin, begin + count) along dim 0 of any integer/float dataset into `out` as the
+  // given type (HDF5 converts).
+  void readRowsU8(const std::string& obj, int64_t begin, int64_t count, uint8_t* out) const;
+  void readRowsF32(const std::string& obj, int64_t begin, int64_t count, float* out) const;
+  void readRowsI32(const std::string& obj, int64_t begin, int64_t count, int32_t* out) const;
+
+  // Attributes on an object ("/" for the file).
+  void setAttr(const std::string& obj, const std::string& name, int64_t v);
+  void setAttr(const std::string& obj, const std::string& name, double v);
+  void setAttr(const std::string& obj, const std::string& name, const std::string& v);
+  bool hasAttr(const std::string& obj, const std::string& name) const;
+  int64_t attrInt(const std::string& obj, const std::string& name) const;
+  double attrDouble(const std::string& obj, const std::string& name) const;
+  std::string attrString(const std::string& obj, const std::string& name) const;
+
+  void flush();
+  hid_t id() const { return file_.get(); }
+
+ private:
+  void ensureParents(const std::string& obj);
+  Handle openDataset(const std::string& obj) const;
+  void readRows(const std::string& obj, int64_t begin, int64_t count, hid_t memType, void* out) const;
+  [[noreturn]] void fail(const std::string& what) const;
+  std::string path_;
+  Handle file_;
+};
+
+}  // namespace sw::h5

@@ -1,0 +1,198 @@
+// Model zoo construction.
+#include "nn/Zoo.h"
+
+#include "core/Error.h"
+#include "nn/BatchNorm.h"
+#include "nn/Conv.h"
+#include "nn/Elementwise.h"
+#include "nn/Linear.h"
+#include "nn/Pool.h"
+
+namespace sw {
+namespace {
+
+float orDefault(float v, float d) { return v < 0.f ? d : v; }
+
+void buildMlp(Model& m, const ModelSpec& s, Backend& be) {
+  Rng& rng = m.initRng();
+  int64_t in = m.sampleShape().numel();
+  for (size_t i = 0; i < s.hidden.size(); ++i) {
+    Sequential& b = m.addBlock("fc" + std::to_string(i + 1));
+    if (i == 0) b.add(std::make_unique<Flatten>(be), "flatten");
+    b.add(std::make_unique<Linear>(be, in, s.hidden[i], true, rng), "linear");
+    if (s.batchnorm && s.name == "mlp_bn") b.add(std::make_unique<BatchNorm>(be, s.hidden[i]), "bn");
+    b.add(std::make_unique<Activation>(be, Act::kRelu), "relu");
+    float p = orDefault(s.dropout, 0.f);
+    if (p > 0) b.add(std::make_unique<Dropout>(be, p, &m.dropoutRng()), "dropout");
+    in = s.hidden[i];
+  }
+  Sequential& h = m.addBlock("head");
+  if (s.hidden.empty()) h.add(std::make_unique<Flatten>(be), "flatten");
+  h.add(std::make_unique<Linear>(be, in, m.classes(), true, rng), "linear");
+}
+
+// Parle's LeNet (spec seed-parle.md 7.1): conv5(20)-BN-ReLU-maxpool3/3-drop, conv5(50)-BN-ReLU-
+// maxpool2/2-drop, fc500-BN-ReLU-drop, fc10. Spatial 28 -> 24 -> 8 -> 4 -> 2.
+void buildLenet(Model& m, const ModelSpec& s, Backend& be) {
+  Rng& rng = m.initRng();
+  const Shape& in = m.sampleShape();
+  const float p = orDefault(s.dropout, 0.25f);
+  const int64_t c1 = s.width > 0 ? s.width : 20, c2 = c1 * 5 / 2, f = 500;
+  auto convBlock = [&](Sequential& b, int64_t cin, int64_t cout, int64_t pool) {
+    b.add(std::make_unique<Conv2d>(be, ConvOpts{.in = cin, .out = cout, .kernel = 5}, rng), "conv");
+    if (s.batchnorm) b.add(std::make_unique<BatchNorm>(be, cout), "bn");
+    b.add(std::make_unique<Activation>(be, Act::kRelu), "relu");
+    b.add(std::make_unique<MaxPool2d>(be, pool, pool), "pool");
+    if (p > 0) b.add(std::make_unique<Dropout>(be, p, &m.dropoutRng()), "dropout");
+  };
+  convBlock(m.addBlock("conv1"), in[0], c1, 3);
+  convBlock(m.addBlock("conv2"), c1, c2, 2);
+  Shape s2 = m.blockOutputShape(1, 1);
+  Sequential& fc = m.addBlock("fc1");
+  fc.add(std::make_unique<Flatten>(be), "flatten");
+  fc.add(std::make_unique<Linear>(be, s2.perSample(), f, true, rng), "linear");
+  if (s.batchnorm) fc.add(std::make_unique<BatchNorm>(be, f), "bn");
+  fc.add(std::make_unique<Activation>(be, Act::kRelu), "relu");
+  if (p > 0) fc.add(std::make_unique<Dropout>(be, p, &m.dropoutRng()), "dropout");
+  m.addBlock("head").add(std::make_unique<Linear>(be, f, m.classes(), true, rng), "linear");
+}
+
+// DTP's simple_vgg (spec seed-dtp.md 1.1): 5 x [conv3x3 pad 1 + bias, ELU, maxpool 2], linear.
+void buildSimpleVgg(Model& m, const ModelSpec& s, Backend& be) {
+  Rng& rng = m.initRng();
+  const Shape& in = m.sampleShape();
+  std::vector<int64_t> ch{128, 128, 256, 256, 512};
+  if (s.width > 0)
+    for (auto& c : ch) c = c * s.width / 128;
+  if (in[1] != 32 || in[2] != 32)
+    throw ConfigError("model simple_vgg needs 32x32 input (5 pooling stages), got " +
+                      std::to_string(in[1]) + "x" + std::to_string(in[2]) +
+                      "; for 28x28 data set data.pad_to=32");
+  int64_t cin = in[0];
+  for (size_t k = 0; k < ch.size(); ++k) {
+    Sequential& b = m.addBlock("conv" + std::to_string(k));
+    b.add(std::make_unique<Conv2d>(be, ConvOpts{.in = cin, .out = ch[k], .kernel = 3, .pad = 1}, rng), "conv");
+    b.add(std::make_unique<Activation>(be, Act::kElu, 1.f), "elu");
+    b.add(std::make_unique<MaxPool2d>(be, 2, 2), "pool");
+    cin = ch[k];
+  }
+  Sequential& h = m.addBlock("head");
+  h.add(std::make_unique<Flatten>(be), "flatten");
+  h.add(std::make_unique<Linear>(be, cin, m.classes(), true, rng), "linear");
+}
+
+// All-CNN-C as in Parle (spec seed-parle.md 7.2); the last 1x1 block keeps BN + ReLU.
+void buildAllCnn(Model& m, const ModelSpec& s, Backend& be) {
+  Rng& rng = m.initRng();
+  const Shape& in = m.sampleShape();
+  const int64_t c1 = s.width > 0 ? s.width : 96, c2 = c1 * 2;
+  const float d = orDefault(s.dropout, 0.5f), d0 = orDefault(s.inputDropout, 0.2f);
+  auto B = [&](Sequential& b, const std::string& nm, int64_t cin, int64_t cout, int64_t k,
+               int64_t stride) {
+    b.add(std::make_unique<Conv2d>(be, ConvOpts{.in = cin, .out = cout, .kernel = k, .stride = stride, .pad = k == 3 ? 1 : 0}, rng), nm + ".conv");
+    b.add(std::make_unique<BatchNorm>(be, cout), nm + ".bn");
+    b.add(std::make_unique<Activation>(be, Act::kRelu), nm + ".relu");
+  };
+  Sequential& b1 = m.addBlock("stage1");
+  if (d0 > 0) b1.add(std::make_unique<Dropout>(be, d0, &m.dropoutRng()), "dropout_in");
+  B(b1, "b1", in[0], c1, 3, 1);
+  B(b1, "b2", c1, c1, 3, 1);
+  B(b1, "b3", c1, c1, 3, 2);
+  Sequential& b2 = m.addBlock("stage2");
+  if (d > 0) b2.add(std::make_unique<Dropout>(be, d, &m.dropoutRng()), "dropout");
+  B(b2, "b4", c1, c2, 3, 1);
+  B(b2, "b5", c2, c2, 3, 1);
+  B(b2, "b6", c2, c2, 3, 2);
+  Sequential& b3 = m.addBlock("stage3");
+  if (d > 0) b3.add(std::make_unique<Dropout>(be, d, &m.dropoutRng()), "dropout");
+  B(b3, "b7", c2, c2, 3, 1);
+  B(b3, "b8", c2, c2, 3, 1);
+  B(b3, "b9", c2, m.classes(), 1, 1);
+  Sequential& h = m.addBlock("head");
+  h.add(std::make_unique<AvgPool2d>(be, 0, 0), "gap");
+  h.add(std::make_unique<Flatten>(be), "flatten");
+}
+
+// torchvision BasicBlock: conv3x3(s)-BN-ReLU-conv3x3-BN (+ shortcut 1x1(s)-BN), ReLU.
+LayerPtr basicBlock(Backend& be, Rng& rng, int64_t cin, int64_t cout, int64_t stride) {
+  auto main = std::make_unique<Sequential>(be);
+  const Init ki = Init::kKaimingNormalFanOut;
+  main->add(std::make_unique<Conv2d>(be, ConvOpts{.in = cin, .out = cout, .kernel = 3, .stride = stride, .pad = 1, .bias = false, .init = ki}, rng), "conv1");
+  main->add(std::make_unique<BatchNorm>(be, cout), "bn1");
+  main->add(std::make_unique<Activation>(be, Act::kRelu), "relu");
+  main->add(std::make_unique<Conv2d>(be, ConvOpts{.in = cout, .out = cout, .kernel = 3, .stride = 1, .pad = 1, .bias = false, .init = ki}, rng), "conv2");
+  main->add(std::make_unique<BatchNorm>(be, cout), "bn2");
+  LayerPtr sc;
+  if (stride != 1 || cin != cout) {
+    auto s = std::make_unique<Sequential>(be);
+    s->add(std::make_unique<Conv2d>(be, ConvOpts{.in = cin, .out = cout, .kernel = 1, .stride = stride, .pad = 0, .bias = false, .init = ki}, rng), "conv");
+    s->add(std::make_unique<BatchNorm>(be, cout), "bn");
+    sc = std::move(s);
+  }
+  return std::make_unique<Residual>(be, std::move(main), std::move(sc), Act::kRelu);
+}
+
+// ResNet-18/34 with the CIFAR stem (conv3x3 64, BN, ReLU, no max-pool); one block per
+// residual block, stem and head are blocks of their own (spec seed-interlocking.md 2.1).
+void buildResnet(Model& m, const ModelSpec& s, Backend& be, std::vector<int> layers) {
+  Rng& rng = m.initRng();
+  const Shape& in = m.sampleShape();
+  const int64_t w = s.width > 0 ? s.width : 64;
+  Sequential& stem = m.addBlock("stem");
+  stem.add(std::make_unique<Conv2d>(be, ConvOpts{.in = in[0], .out = w, .kernel = 3, .stride = 1, .pad = 1, .bias = false, .init = Init::kKaimingNormalFanOut}, rng), "conv");
+  stem.add(std::make_unique<BatchNorm>(be, w), "bn");
+  stem.add(std::make_unique<Activation>(be, Act::kRelu), "relu");
+  int64_t cin = w;
+  for (size_t g = 0; g < layers.size(); ++g) {
+    const int64_t cout = w << g;
+    for (int b = 0; b < layers[g]; ++b) {
+      const int64_t stride = (g > 0 && b == 0) ? 2 : 1;
+      m.addBlock("layer" + std::to_string(g + 1) + "." + std::to_string(b))
+          .add(basicBlock(be, rng, cin, cout, stride), "block");
+      cin = cout;
+    }
+  }
+  Sequential& h = m.addBlock("head");
+  h.add(std::make_unique<AvgPool2d>(be, 0, 0), "gap");
+  h.add(std::make_unique<Flatten>(be), "flatten");
+  h.add(std::make_unique<Linear>(be, cin, m.classes(), true, rng), "fc");
+}
+
+}  // namespace
+
+std::vector<std::string> modelNames() {
+  return {"mlp", "mlp_bn", "lenet", "simple_vgg", "allcnn", "resnet18", "resnet34"};
+}
+
+std::unique_ptr<Model> buildModel(Backend& be, const ModelSpec& spec, const Shape& sample,
+                                  int64_t classes, uint64_t seed) {
+  if (classes < 2) throw ConfigError("model needs at least 2 classes, got " + std::to_string(classes));
+  auto m = std::make_unique<Model>(be, sample, classes, seed);
+  const std::string& n = spec.name;
+  const bool image = sample.rank() == 3;
+  if (n != "mlp" && n != "mlp_bn" && !image)
+    throw ConfigError("model." + n + " needs image input (C,H,W), got " + sample.str());
+  if (n == "mlp" || n == "mlp_bn") buildMlp(*m, spec, be);
+  else if (n == "lenet") {
+    if (sample[1] < 20 || sample[2] < 20)
+      throw ConfigError("model lenet needs at least 20x20 input, got " + sample.str());
+    buildLenet(*m, spec, be);
+  } else if (n == "simple_vgg") buildSimpleVgg(*m, spec, be);
+  else if (n == "allcnn") buildAllCnn(*m, spec, be);
+  else if (n == "resnet18") buildResnet(*m, spec, be, {2, 2, 2, 2});
+  else if (n == "resnet34") buildResnet(*m, spec, be, {3, 4, 6, 3});
+  else {
+    std::string all;
+    for (auto& s : modelNames()) all += (all.empty() ? "" : ", ") + s;
+    throw ConfigError("model.name: unknown model '" + n + "' (expected one of: " + all + ")");
+  }
+  // Validate the whole chain of shapes now, so a bad input size fails before training.
+  try {
+    (void)m->blockOutputShape(m->numBlocks() - 1, 1);
+  } catch (const ShapeError& e) {
+    throw ConfigError("model." + n + " cannot take input " + sample.str() + ": " + e.what());
+  }
+  return m;
+}
+
+}  // namespace sw

@@ -1,0 +1,36 @@
+// Learning-rate schedule: a pure function of (epoch, iteration in epoch), so that resumed and
+// pipelined runs agree (spec seed-petra.md 4.4). Goyal scaling lr0 = lr * k * B / 256; linear
+// warm-up lr0 (i+1)/(W N) over W epochs; then constant, step (milestones, factor), cosine or
+// polynomial (power 2) over the remaining epochs.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace sw {
+
+enum class LrKind { kConstant, kStep, kCosine, kPoly };
+LrKind parseLrKind(const std::string& s);  // throws ConfigError
+
+struct LrConfig {
+  float lr = 0.1f;
+  LrKind kind = LrKind::kConstant;
+  std::vector<int> milestones;  // absolute epochs
+  float factor = 0.1f;
+  int warmupEpochs = 0;
+  bool goyal = false;
+  int accumSteps = 1, batchSize = 128;
+  int epochs = 1;
+};
+
+class LrSchedule {
+ public:
+  explicit LrSchedule(LrConfig c) : c_(std::move(c)) {}
+  float base() const;  // lr0 after scaling
+  float at(int epoch, int64_t iter, int64_t itersPerEpoch) const;
+  const LrConfig& config() const { return c_; }
+
+ private:
+  LrConfig c_;
+};
+
+}  // namespace sw

@@ -1,0 +1,54 @@
+// Optimizers with PyTorch semantics (formulas: ../shared/spec/seed-petra.md section 4):
+// SGD (momentum, dampening, Nesterov, weight decay), Adam (AMSGrad, L2 weight decay) and LARS
+// (LARC-style clipped trust ratio before an SGD-momentum step). Weight decay can be excluded from
+// batch-norm parameters and biases. Parameters that received no gradient since zeroGrad() are
+// skipped, like PyTorch's grad=None.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "nn/Layer.h"
+
+namespace sw {
+
+enum class OptimKind { kSgd, kAdam, kLars };
+
+struct OptimConfig {
+  OptimKind kind = OptimKind::kSgd;
+  float momentum = 0.9f, dampening = 0.f, weightDecay = 0.f;
+  bool nesterov = false;
+  bool decayBnAndBias = true;  // false: no weight decay on BN parameters and biases
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+  bool amsgrad = false;
+  float trust = 0.02f, larsEps = 1e-8f;  // LARS trust coefficient and epsilon
+};
+OptimKind parseOptimKind(const std::string& s);  // throws ConfigError
+
+// Per-parameter optimizer state, exposed for checkpoints.
+struct ParamState {
+  Tensor buf;          // SGD/LARS momentum
+  Tensor m, v, vmax;   // Adam moments
+  int64_t steps = 0;   // updates applied to this parameter
+};
+
+class Optimizer {
+ public:
+  Optimizer(Backend& be, std::vector<Param*> params, OptimConfig cfg);
+  // One update at learning rate `lr`. gradScale multiplies every gradient first (1/k for
+  // averaged accumulation over k micro-batches).
+  void step(float lr, float gradScale = 1.f);
+  const std::vector<Param*>& params() const { return params_; }
+  std::vector<ParamState>& state() { return state_; }
+  const OptimConfig& config() const { return cfg_; }
+  int64_t stepCount() const { return steps_; }
+  void setStepCount(int64_t s) { steps_ = s; }
+
+ private:
+  Backend& be_;
+  std::vector<Param*> params_;
+  std::vector<ParamState> state_;
+  OptimConfig cfg_;
+  int64_t steps_ = 0;
+};
+
+}  // namespace sw
