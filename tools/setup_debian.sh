@@ -6,7 +6,7 @@ PKGS=(build-essential cmake ninja-build pkg-config
       openmpi-bin libopenmpi-dev
       libhdf5-dev hdf5-tools
       libboost-program-options-dev
-      libdnnl-dev libopenblas-dev
+      libdnnl-dev libopenblas-dev libopenblas-openmp-dev
       libgtest-dev googletest
       zlib1g-dev
       dataset-fashion-mnist

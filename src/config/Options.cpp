@@ -1,0 +1,346 @@
+// Config parsing on Boost.Program_options: every key is declared once below (name, default, help,
+// setter). INI files map "[optim]\nlr = 0.1" to the key "optim.lr"; command-line overrides are
+// "optim.lr=0.1" or "--optim.lr=0.1". Values are parsed and validated here so that every error
+// names the key, the value and what was expected.
+#include <boost/program_options.hpp>
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+
+#include "config/TrainConfig.h"
+#include "core/Error.h"
+
+namespace po = boost::program_options;
+
+namespace sw {
+namespace {
+
+[[noreturn]] void bad(const std::string& key, const std::string& v, const std::string& expected) {
+  throw ConfigError(key + ": expected " + expected + ", got '" + v + "'");
+}
+
+std::string trim(const std::string& s) {
+  size_t a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
+  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
+}
+
+int64_t toInt(const std::string& k, const std::string& v, int64_t lo, int64_t hi) {
+  size_t pos = 0;
+  int64_t x = 0;
+  try {
+    x = std::stoll(v, &pos);
+  } catch (...) {
+    bad(k, v, "an integer");
+  }
+  if (pos != v.size()) bad(k, v, "an integer");
+  if (x < lo || x > hi)
+    bad(k, v, "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return x;
+}
+
+double toDouble(const std::string& k, const std::string& v, double lo, double hi) {
+  size_t pos = 0;
+  double x = 0;
+  try {
+    x = std::stod(v, &pos);
+  } catch (...) {
+    bad(k, v, "a number");
+  }
+  if (pos != v.size() || !std::isfinite(x)) bad(k, v, "a finite number");
+  if (x < lo || x > hi) {
+    std::ostringstream os;
+    os << "a number in [" << lo << ", " << hi << "]";
+    bad(k, v, os.str());
+  }
+  return x;
+}
+
+bool toBool(const std::string& k, const std::string& v) {
+  if (v == "true" || v == "1" || v == "yes" || v == "on") return true;
+  if (v == "false" || v == "0" || v == "no" || v == "off") return false;
+  bad(k, v, "true or false");
+}
+
+std::vector<std::string> splitList(const std::string& v) {
+  std::vector<std::string> out;
+  std::string cur;
+  std::istringstream is(v);
+  while (std::getline(is, cur, ',')) {
+    cur = trim(cur);
+    if (!cur.empty()) out.push_back(cur);
+  }
+  return out;
+}
+
+std::vector<int64_t> toIntList(const std::string& k, const std::string& v, int64_t lo) {
+  std::vector<int64_t> out;
+  for (const auto& s : splitList(v)) out.push_back(toInt(k, s, lo, INT64_MAX));
+  return out;
+}
+
+std::vector<float> toFloatList(const std::string& k, const std::string& v) {
+  std::vector<float> out;
+  for (const auto& s : splitList(v)) out.push_back(static_cast<float>(toDouble(k, s, -1e30, 1e30)));
+  return out;
+}
+
+std::string oneOf(const std::string& k, const std::string& v, const std::vector<std::string>& ok) {
+  for (const auto& o : ok)
+    if (o == v) return v;
+  std::string all;
+  for (const auto& o : ok) all += (all.empty() ? "" : ", ") + o;
+  bad(k, v, "one of: " + all);
+}
+
+struct Key {
+  std::string name, def, help;
+  std::function<void(TrainConfig&, const std::string&)> set;
+};
+
+const std::vector<std::string> kAlgos{"bp", "dp", "mp", "gpipe", "1f1b", "pipedream", "spectrain",
+                                      "petra", "interlocking", "local", "parle", "dtp",
+                                      "dtp_parallel"};
+
+const std::vector<Key>& keys() {
+  static const std::vector<Key> k = {
+      // [train]
+      {"train.algo", "bp", "training algorithm: " "bp|dp|mp|gpipe|1f1b|pipedream|spectrain|petra|interlocking|local|parle|dtp|dtp_parallel",
+       [](TrainConfig& c, const std::string& v) { c.train.algo = oneOf("train.algo", v, kAlgos); }},
+      {"train.epochs", "1", "epochs to train",
+       [](TrainConfig& c, const std::string& v) { c.train.epochs = int(toInt("train.epochs", v, 1, 100000)); }},
+      {"train.batch_size", "128", "mini-batch size per replica",
+       [](TrainConfig& c, const std::string& v) { c.train.batchSize = toInt("train.batch_size", v, 1, 1 << 20); }},
+      {"train.eval_batch_size", "1000", "batch size for evaluation",
+       [](TrainConfig& c, const std::string& v) { c.train.evalBatchSize = toInt("train.eval_batch_size", v, 1, 1 << 20); }},
+      {"train.accum_steps", "1", "mini-batches accumulated per optimizer step",
+       [](TrainConfig& c, const std::string& v) { c.train.accumSteps = int(toInt("train.accum_steps", v, 1, 4096)); }},
+      {"train.accum_average", "true", "divide accumulated gradients by accum_steps",
+       [](TrainConfig& c, const std::string& v) { c.train.accumAverage = toBool("train.accum_average", v); }},
+      {"train.seed", "0", "seed of initialisation, shuffling, augmentation and dropout",
+       [](TrainConfig& c, const std::string& v) { c.train.seed = uint64_t(toInt("train.seed", v, 0, INT64_MAX)); }},
+      {"train.max_steps", "0", "stop after this many optimizer steps (0 = no limit)",
+       [](TrainConfig& c, const std::string& v) { c.train.maxSteps = toInt("train.max_steps", v, 0, INT64_MAX); }},
+      {"train.log_every_seconds", "10", "progress line period when not on a terminal",
+       [](TrainConfig& c, const std::string& v) { c.train.logEverySeconds = toDouble("train.log_every_seconds", v, 0.1, 1e9); }},
+      // [model]
+      {"model.name", "lenet", "mlp|mlp_bn|lenet|simple_vgg|allcnn|resnet18|resnet34",
+       [](TrainConfig& c, const std::string& v) { c.model.name = oneOf("model.name", v, modelNames()); }},
+      {"model.hidden", "1024,1024", "mlp hidden layer sizes",
+       [](TrainConfig& c, const std::string& v) { c.model.hidden = toIntList("model.hidden", v, 1); }},
+      {"model.dropout", "-1", "dropout probability (-1 = the model's default)",
+       [](TrainConfig& c, const std::string& v) { c.model.dropout = float(toDouble("model.dropout", v, -1, 0.99)); }},
+      {"model.input_dropout", "-1", "allcnn input dropout (-1 = default 0.2)",
+       [](TrainConfig& c, const std::string& v) { c.model.inputDropout = float(toDouble("model.input_dropout", v, -1, 0.99)); }},
+      {"model.batchnorm", "true", "batch norm in lenet",
+       [](TrainConfig& c, const std::string& v) { c.model.batchnorm = toBool("model.batchnorm", v); }},
+      {"model.width", "0", "base channel width (0 = the model's default)",
+       [](TrainConfig& c, const std::string& v) { c.model.width = toInt("model.width", v, 0, 65536); }},
+      // [data]
+      {"data.name", "fashion_mnist", "fashion_mnist|mnist|cifar10|hdf5|synthetic",
+       [](TrainConfig& c, const std::string& v) { c.data.name = oneOf("data.name", v, {"fashion_mnist", "mnist", "cifar10", "hdf5", "synthetic"}); }},
+      {"data.dir", "", "directory of the data set's standard files",
+       [](TrainConfig& c, const std::string& v) { c.data.dir = v; }},
+      {"data.train_file", "", "hdf5: training file", [](TrainConfig& c, const std::string& v) { c.data.trainFile = v; }},
+      {"data.test_file", "", "hdf5: test file", [](TrainConfig& c, const std::string& v) { c.data.testFile = v; }},
+      {"data.images_key", "images", "hdf5: images dataset", [](TrainConfig& c, const std::string& v) { c.data.imagesKey = v; }},
+      {"data.labels_key", "labels", "hdf5: labels dataset", [](TrainConfig& c, const std::string& v) { c.data.labelsKey = v; }},
+      {"data.limit_train", "0", "use only the first N training samples (0 = all)",
+       [](TrainConfig& c, const std::string& v) { c.data.limitTrain = toInt("data.limit_train", v, 0, INT64_MAX); }},
+      {"data.limit_test", "0", "use only the first N test samples (0 = all)",
+       [](TrainConfig& c, const std::string& v) { c.data.limitTest = toInt("data.limit_test", v, 0, INT64_MAX); }},
+      {"data.synthetic_train", "1024", "synthetic: training samples",
+       [](TrainConfig& c, const std::string& v) { c.data.syntheticTrain = toInt("data.synthetic_train", v, 1, INT64_MAX); }},
+      {"data.synthetic_test", "256", "synthetic: test samples",
+       [](TrainConfig& c, const std::string& v) { c.data.syntheticTest = toInt("data.synthetic_test", v, 1, INT64_MAX); }},
+      {"data.synthetic_shape", "1,28,28", "synthetic: sample shape C,H,W",
+       [](TrainConfig& c, const std::string& v) {
+         c.data.syntheticShape = toIntList("data.synthetic_shape", v, 1);
+         if (c.data.syntheticShape.size() != 3) bad("data.synthetic_shape", v, "three sizes C,H,W");
+       }},
+      {"data.synthetic_classes", "10", "synthetic: classes",
+       [](TrainConfig& c, const std::string& v) { c.data.syntheticClasses = toInt("data.synthetic_classes", v, 2, 100000); }},
+      {"data.pad_to", "0", "zero-pad images to this size (e.g. 28 -> 32 for simple_vgg)",
+       [](TrainConfig& c, const std::string& v) { c.augment.padTo = toInt("data.pad_to", v, 0, 4096); }},
+      {"data.crop_pad", "0", "random crop with this zero padding (training)",
+       [](TrainConfig& c, const std::string& v) { c.augment.cropPad = toInt("data.crop_pad", v, 0, 64); }},
+      {"data.hflip", "false", "random horizontal flip (training)",
+       [](TrainConfig& c, const std::string& v) { c.augment.hflip = toBool("data.hflip", v); }},
+      {"data.mean", "", "per-channel mean for normalisation (after scaling to [0,1])",
+       [](TrainConfig& c, const std::string& v) { c.augment.mean = toFloatList("data.mean", v); }},
+      {"data.std", "", "per-channel std for normalisation",
+       [](TrainConfig& c, const std::string& v) {
+         c.augment.stddev = toFloatList("data.std", v);
+         for (float s : c.augment.stddev)
+           if (s <= 0) bad("data.std", v, "positive values");
+       }},
+      // [optim]
+      {"optim.name", "sgd", "sgd|adam|lars",
+       [](TrainConfig& c, const std::string& v) {
+         try {
+           c.optim.kind = parseOptimKind(v);
+         } catch (const ConfigError&) {
+           bad("optim.name", v, "sgd, adam or lars");
+         }
+       }},
+      {"optim.lr", "0.05", "base learning rate",
+       [](TrainConfig& c, const std::string& v) { c.lr.lr = float(toDouble("optim.lr", v, 0, 1e6)); }},
+      {"optim.momentum", "0.9", "momentum (SGD, LARS)",
+       [](TrainConfig& c, const std::string& v) { c.optim.momentum = float(toDouble("optim.momentum", v, 0, 1)); }},
+      {"optim.dampening", "0", "momentum dampening",
+       [](TrainConfig& c, const std::string& v) { c.optim.dampening = float(toDouble("optim.dampening", v, 0, 1)); }},
+      {"optim.nesterov", "false", "Nesterov momentum",
+       [](TrainConfig& c, const std::string& v) { c.optim.nesterov = toBool("optim.nesterov", v); }},
+      {"optim.weight_decay", "0", "L2 weight decay",
+       [](TrainConfig& c, const std::string& v) { c.optim.weightDecay = float(toDouble("optim.weight_decay", v, 0, 1)); }},
+      {"optim.bn_bias_decay", "true", "apply weight decay to batch-norm parameters and biases",
+       [](TrainConfig& c, const std::string& v) { c.optim.decayBnAndBias = toBool("optim.bn_bias_decay", v); }},
+      {"optim.beta1", "0.9", "Adam beta1", [](TrainConfig& c, const std::string& v) { c.optim.beta1 = float(toDouble("optim.beta1", v, 0, 0.999999)); }},
+      {"optim.beta2", "0.999", "Adam beta2", [](TrainConfig& c, const std::string& v) { c.optim.beta2 = float(toDouble("optim.beta2", v, 0, 0.99999999)); }},
+      {"optim.eps", "1e-8", "Adam epsilon", [](TrainConfig& c, const std::string& v) { c.optim.eps = float(toDouble("optim.eps", v, 0, 1)); }},
+      {"optim.amsgrad", "false", "Adam AMSGrad", [](TrainConfig& c, const std::string& v) { c.optim.amsgrad = toBool("optim.amsgrad", v); }},
+      {"optim.lars_trust", "0.02", "LARS trust coefficient", [](TrainConfig& c, const std::string& v) { c.optim.trust = float(toDouble("optim.lars_trust", v, 0, 1e3)); }},
+      {"optim.schedule", "constant", "constant|step|cosine|poly",
+       [](TrainConfig& c, const std::string& v) {
+         try {
+           c.lr.kind = parseLrKind(v);
+         } catch (const ConfigError&) {
+           bad("optim.schedule", v, "constant, step, cosine or poly");
+         }
+       }},
+      {"optim.milestones", "", "step schedule: epochs at which lr is multiplied by factor",
+       [](TrainConfig& c, const std::string& v) {
+         c.lr.milestones.clear();
+         for (int64_t m : toIntList("optim.milestones", v, 0)) c.lr.milestones.push_back(int(m));
+       }},
+      {"optim.factor", "0.1", "step schedule factor", [](TrainConfig& c, const std::string& v) { c.lr.factor = float(toDouble("optim.factor", v, 0, 1)); }},
+      {"optim.warmup_epochs", "0", "linear warm-up epochs", [](TrainConfig& c, const std::string& v) { c.lr.warmupEpochs = int(toInt("optim.warmup_epochs", v, 0, 100000)); }},
+      {"optim.goyal", "false", "Goyal scaling lr * accum * batch / 256", [](TrainConfig& c, const std::string& v) { c.lr.goyal = toBool("optim.goyal", v); }},
+      // [runtime]
+      {"runtime.threads", "0", "CPU threads (0 = all cores)", [](TrainConfig& c, const std::string& v) { c.runtime.threads = int(toInt("runtime.threads", v, 0, 1024)); }},
+      {"runtime.device", "cpu", "cpu|cuda|auto", [](TrainConfig& c, const std::string& v) { c.runtime.device = oneOf("runtime.device", v, {"cpu", "cuda", "auto"}); }},
+      // [checkpoint]
+      {"checkpoint.every_epochs", "1", "checkpoint every N epochs (0 = only at the end)",
+       [](TrainConfig& c, const std::string& v) { c.checkpoint.everyEpochs = int(toInt("checkpoint.every_epochs", v, 0, 100000)); }},
+      {"checkpoint.every_steps", "0", "checkpoint every N optimizer steps (0 = off)",
+       [](TrainConfig& c, const std::string& v) { c.checkpoint.everySteps = toInt("checkpoint.every_steps", v, 0, INT64_MAX); }},
+      {"checkpoint.keep", "2", "committed checkpoints to keep",
+       [](TrainConfig& c, const std::string& v) { c.checkpoint.keep = int(toInt("checkpoint.keep", v, 1, 1000)); }},
+  };
+  return k;
+}
+
+po::options_description describe() {
+  po::options_description d("stagewise config");
+  for (const Key& k : keys()) d.add_options()(k.name.c_str(), po::value<std::string>(), k.help.c_str());
+  return d;
+}
+
+const Key* findKey(const std::string& name) {
+  for (const Key& k : keys())
+    if (k.name == name) return &k;
+  return nullptr;
+}
+
+TrainConfig resolve(std::map<std::string, std::string> values) {
+  TrainConfig c;
+  for (const Key& k : keys()) {
+    auto it = values.find(k.name);
+    std::string v = trim(it == values.end() ? k.def : it->second);
+    k.set(c, v);
+    c.resolved.emplace_back(k.name, v);
+  }
+  // Cross-key checks.
+  if (!c.augment.mean.empty() && c.augment.mean.size() != c.augment.stddev.size())
+    throw ConfigError("data.mean and data.std must have the same number of channels");
+  for (int m : c.lr.milestones)
+    if (m > c.train.epochs)
+      throw ConfigError("optim.milestones: milestone " + std::to_string(m) +
+                        " is after the last epoch (train.epochs = " + std::to_string(c.train.epochs) + ")");
+  if (c.data.name == "hdf5" && (c.data.trainFile.empty() || c.data.testFile.empty()))
+    throw ConfigError("data.name = hdf5 needs data.train_file and data.test_file");
+  c.data.seed = c.train.seed;
+  c.lr.epochs = c.train.epochs;
+  c.lr.accumSteps = c.train.accumSteps;
+  c.lr.batchSize = int(c.train.batchSize);
+  return c;
+}
+
+void applyOverrides(std::map<std::string, std::string>& values, const std::vector<std::string>& overrides) {
+  for (std::string o : overrides) {
+    if (o.rfind("--", 0) == 0) o = o.substr(2);
+    const size_t eq = o.find('=');
+    if (eq == std::string::npos)
+      throw ConfigError("override '" + o + "': expected section.key=value");
+    const std::string key = trim(o.substr(0, eq));
+    if (!findKey(key))
+      throw ConfigError("unknown config key '" + key + "' on the command line (see 'stagewise train --help')");
+    values[key] = o.substr(eq + 1);
+  }
+}
+
+std::map<std::string, std::string> parseIni(std::istream& in, const std::string& origin) {
+  std::map<std::string, std::string> values;
+  try {
+    po::variables_map vm;
+    po::store(po::parse_config_file(in, describe(), /*allow_unregistered=*/false), vm);
+    for (const auto& [k, v] : vm) values[k] = v.as<std::string>();
+  } catch (const po::unknown_option& e) {
+    throw ConfigError(origin + ": unknown config key '" + e.get_option_name() + "'");
+  } catch (const po::multiple_occurrences& e) {
+    throw ConfigError(origin + ": key '" + e.get_option_name() + "' given more than once");
+  } catch (const po::error& e) {
+    throw ConfigError(origin + ": " + e.what());
+  }
+  return values;
+}
+
+}  // namespace
+
+std::string TrainConfig::iniText() const {
+  std::ostringstream os;
+  std::string section;
+  for (const auto& [k, v] : resolved) {
+    const std::string s = k.substr(0, k.find('.'));
+    if (s != section) {
+      os << (section.empty() ? "" : "\n") << "[" << s << "]\n";
+      section = s;
+    }
+    os << k.substr(k.find('.') + 1) << " = " << v << "\n";
+  }
+  return os.str();
+}
+
+TrainConfig parseConfig(const std::string& iniPath, const std::vector<std::string>& overrides) {
+  std::map<std::string, std::string> values;
+  if (!iniPath.empty()) {
+    std::ifstream f(iniPath);
+    if (!f) throw ConfigError(iniPath + ": cannot open config file");
+    values = parseIni(f, iniPath);
+  }
+  applyOverrides(values, overrides);
+  return resolve(values);
+}
+
+TrainConfig parseConfigText(const std::string& text, const std::string& origin,
+                            const std::vector<std::string>& overrides) {
+  std::istringstream in(text);
+  auto values = parseIni(in, origin);
+  applyOverrides(values, overrides);
+  return resolve(values);
+}
+
+std::string configHelp() {
+  std::ostringstream os;
+  for (const Key& k : keys()) {
+    os << "  " << k.name;
+    for (size_t i = k.name.size(); i < 26; ++i) os << ' ';
+    os << (k.def.empty() ? "''" : k.def);
+    for (size_t i = k.def.size(); i < 12; ++i) os << ' ';
+    os << k.help << "\n";
+  }
+  return os.str();
+}
+
+}  // namespace sw

@@ -1,0 +1,63 @@
+// TrainConfig: every setting of a run, grouped by INI section. Filled by parseConfig() from a
+// configs/*.ini file plus command-line overrides (section.key=value), validated there; the
+// resolved form is written to the run directory.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/Dataset.h"
+#include "data/Loader.h"
+#include "nn/Zoo.h"
+#include "optim/LrSchedule.h"
+#include "optim/Optimizer.h"
+
+namespace sw {
+
+struct TrainSection {
+  std::string algo = "bp";
+  int epochs = 1;
+  int64_t batchSize = 128;
+  int64_t evalBatchSize = 1000;
+  int accumSteps = 1;
+  bool accumAverage = true;
+  uint64_t seed = 0;
+  int64_t maxSteps = 0;       // stop after this many optimizer steps (0 = no limit)
+  double logEverySeconds = 10; // progress line period when stdout is not a terminal
+};
+
+struct RuntimeSection {
+  int threads = 0;             // 0 = all cores
+  std::string device = "cpu";  // cpu | cuda | auto
+};
+
+struct CheckpointSection {
+  int everyEpochs = 1;         // 0 = only at the end and on signals
+  int64_t everySteps = 0;      // 0 = off
+  int keep = 2;                // committed checkpoints kept
+};
+
+struct TrainConfig {
+  TrainSection train;
+  ModelSpec model;
+  DataSpec data;
+  AugmentSpec augment;
+  OptimConfig optim;
+  LrConfig lr;                 // lr.lr, schedule, warm-up, goyal (epochs/batch/accum filled in)
+  RuntimeSection runtime;
+  CheckpointSection checkpoint;
+  // The resolved "section.key = value" lines, in declaration order (written to DIR/config.ini).
+  std::vector<std::pair<std::string, std::string>> resolved;
+  std::string iniText() const;
+};
+
+// Parses an INI file (may be empty: defaults only) and overrides ("section.key=value" strings).
+// Throws ConfigError naming the file/key and what was expected.
+TrainConfig parseConfig(const std::string& iniPath, const std::vector<std::string>& overrides);
+// Parses INI text (used for resume: the run directory's config.ini).
+TrainConfig parseConfigText(const std::string& text, const std::string& origin,
+                            const std::vector<std::string>& overrides);
+// "section.key  default  help" lines for --help.
+std::string configHelp();
+
+}  // namespace sw

@@ -1,0 +1,38 @@
+// MetricsLog: appends one JSON object per line to DIR/metrics.jsonl (epoch, step, split, loss,
+// acc, samples_per_s, wall_s, plus extras such as lr). Flushed after every line so that a killed
+// run keeps what it logged.
+#pragma once
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace sw {
+
+struct MetricsRecord {
+  int epoch = 0;
+  int64_t step = 0;
+  std::string split;  // "train" | "test"
+  double loss = 0, acc = 0, samplesPerSec = 0, wallSec = 0;
+  std::vector<std::pair<std::string, double>> extra;
+  std::string json() const;
+};
+
+class MetricsLog {
+ public:
+  MetricsLog() = default;
+  // Opens for append; truncates to `keepBytes` first when >= 0 (resume drops lines logged after
+  // the checkpoint, so a resumed run's log equals an uninterrupted one).
+  MetricsLog(const std::string& path, int64_t keepBytes);
+  ~MetricsLog();
+  MetricsLog(const MetricsLog&) = delete;
+  MetricsLog& operator=(const MetricsLog&) = delete;
+  void write(const MetricsRecord& r);
+  int64_t bytes() const;
+
+ private:
+  std::string path_;
+  std::FILE* f_ = nullptr;
+};
+
+}  // namespace sw

@@ -1,0 +1,60 @@
+// Config parsing: INI sections, overrides, unknown keys and bad values named in the error.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "config/TrainConfig.h"
+#include "core/Error.h"
+
+namespace sw {
+namespace {
+std::string writeIni(const std::string& text) {
+  std::string p = ::testing::TempDir() + "/cfg_" + std::to_string(::getpid()) + ".ini";
+  std::ofstream(p) << text;
+  return p;
+}
+std::string errorOf(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST(Config, DefaultsIniAndOverrides) {
+  auto p = writeIni("[train]\nepochs = 4\n[optim]\nlr = 0.2\nname = adam\n");
+  TrainConfig c = parseConfig(p, {"optim.lr=0.3", "--train.batch_size=32", "model.hidden=8,4"});
+  EXPECT_EQ(c.train.epochs, 4);
+  EXPECT_FLOAT_EQ(c.lr.lr, 0.3f);
+  EXPECT_EQ(c.optim.kind, OptimKind::kAdam);
+  EXPECT_EQ(c.train.batchSize, 32);
+  EXPECT_EQ(c.model.hidden, (std::vector<int64_t>{8, 4}));
+  EXPECT_EQ(c.lr.batchSize, 32);
+  // The resolved text parses back to the same config.
+  TrainConfig d = parseConfigText(c.iniText(), "resolved", {});
+  EXPECT_EQ(d.iniText(), c.iniText());
+}
+
+TEST(Config, UnknownKeysAndBadValuesAreNamed) {
+  auto p = writeIni("[optim]\nbogus = 1\n");
+  EXPECT_NE(errorOf([&] { parseConfig(p, {}); }).find("optim.bogus"), std::string::npos);
+  EXPECT_NE(errorOf([&] { parseConfig(p, {}); }).find(p), std::string::npos);
+  EXPECT_NE(errorOf([] { parseConfig("", {"train.nope=3"}); }).find("train.nope"), std::string::npos);
+  std::string e = errorOf([] { parseConfig("", {"optim.lr=-0.1"}); });
+  EXPECT_NE(e.find("optim.lr"), std::string::npos);
+  EXPECT_NE(e.find("-0.1"), std::string::npos);
+  EXPECT_NE(errorOf([] { parseConfig("", {"train.epochs=abc"}); }).find("train.epochs"), std::string::npos);
+  EXPECT_NE(errorOf([] { parseConfig("", {"model.name=vgg99"}); }).find("model.name"), std::string::npos);
+  EXPECT_NE(errorOf([] { parseConfig("/nonexistent/x.ini", {}); }).find("/nonexistent/x.ini"), std::string::npos);
+  EXPECT_NE(errorOf([] { parseConfig("", {"data.mean=0.5", "data.std=0.2,0.3"}); }).find("data.mean"), std::string::npos);
+}
+
+TEST(Config, HelpListsEveryKey) {
+  std::string h = configHelp();
+  for (const char* k : {"train.algo", "optim.lr", "data.name", "checkpoint.every_steps", "runtime.threads"})
+    EXPECT_NE(h.find(k), std::string::npos) << k;
+}
+
+}  // namespace sw
