@@ -123,7 +123,8 @@ def convert_idx(inputs, w):
         if len(images) != len(labels):
             raise InputError(f"{img} has {len(images)} images but {lab} has {len(labels)} labels")
         w.append(images[:, None, :, :], labels, img)
-    return None
+    # The MNIST family has at least 10 classes; a split that lacks the top digit must still say 10.
+    return max(10, int(w.labels[:].max()) + 1) if w.n else None
 
 
 def convert_cifar10(inputs, w):
@@ -216,7 +217,7 @@ def main(argv=None):
     p.add_argument("format", choices=["idx", "cifar10", "cifar-pickle", "imagenet32"])
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--out", required=True, help="output HDF5 file")
-    p.add_argument("--classes", type=int, help="class count (default: from the format, idx: max label + 1)")
+    p.add_argument("--classes", type=int, help="class count (default: from the format; idx: max(10, max label + 1))")
     p.add_argument("--label-key", choices=["fine", "coarse"], default="fine",
                    help="CIFAR-100 pickles: fine (100) or coarse (20) labels")
     a = p.parse_args(argv)

@@ -38,7 +38,8 @@ class BatchLoader {
  public:
   BatchLoader(const Dataset& data, int64_t batchSize, uint64_t seed, Shard shard, AugmentSpec aug,
               Shuffle shuffle, DropLast dropLast, Augment augment);
-  // Samples per epoch in this shard and batches per epoch.
+  // Samples per epoch in this shard, floor(N / shard count) (DropLast::kYes then skips the final
+  // partial batch of these), and batches per epoch.
   int64_t shardSize() const;
   int64_t batchesPerEpoch() const;
   // Output per-sample shape after padTo.
