@@ -19,6 +19,19 @@ else()
   message(STATUS "BLAS: ${BLAS_LIBRARIES} (install libopenblas-openmp-dev for best CPU speed)")
 endif()
 
+# oneDNN (optional): its JIT sgemm backs the CPU backend's GEMM when present.
+# Found by hand: Debian's dnnl-config.cmake insists on OpenCL, which we do not use.
+find_path(DNNL_INCLUDE_DIR oneapi/dnnl/dnnl.h)
+find_library(DNNL_LIBRARY dnnl)
+if(DNNL_INCLUDE_DIR AND DNNL_LIBRARY)
+  target_link_libraries(sw_blas INTERFACE ${DNNL_LIBRARY})
+  target_include_directories(sw_blas INTERFACE ${DNNL_INCLUDE_DIR})
+  target_compile_definitions(sw_blas INTERFACE SW_HAVE_DNNL=1)
+  message(STATUS "oneDNN ${DNNL_LIBRARY}: used for CPU GEMM")
+else()
+  message(STATUS "oneDNN not found (libdnnl-dev): CPU GEMM on OpenBLAS only")
+endif()
+
 # CUDA: auto-detected; nvcc is usually not on PATH, so look in /usr/local/cuda too.
 set(SW_CUDA_ENABLED OFF)
 if(NOT SW_WITH_CUDA STREQUAL "OFF")

@@ -4,6 +4,9 @@
 #include "backend/cpu/CpuBackend.h"
 
 #include <cblas.h>
+#ifdef SW_HAVE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#endif
 #include <omp.h>
 
 #include <algorithm>
@@ -97,8 +100,16 @@ void col2im(const float* col, int64_t b, const ConvGeom& g, float* dx, Accumulat
   }
 }
 
+// GEMM: oneDNN's JIT sgemm when available (measured 10-45% faster than OpenBLAS 0.3.21 on the
+// im2col shapes of our conv nets on an AVX-512 host), OpenBLAS otherwise. Both are row-major
+// and run on the same OpenMP pool.
 void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+#ifdef SW_HAVE_DNNL
+  if (dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) ==
+      dnnl_success)
+    return;
+#endif
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a,
               static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
