@@ -28,8 +28,12 @@ class Shape {
   bool operator!=(const Shape& o) const { return dims_ != o.dims_; }
   std::string str() const {
     std::string s = "[";
-    for (size_t i = 0; i < dims_.size(); ++i) s += (i ? "," : "") + std::to_string(dims_[i]);
-    return s + "]";
+    for (size_t i = 0; i < dims_.size(); ++i) {
+      if (i) s += ',';
+      s += std::to_string(dims_[i]);
+    }
+    s += ']';
+    return s;
   }
   // Same shape with the batch dimension replaced.
   Shape withBatch(int64_t n) const {

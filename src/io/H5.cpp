@@ -247,9 +247,20 @@ std::string File::attrString(const std::string& obj, const std::string& name) co
   Handle a(o.valid() ? H5Aopen(o.get(), name.c_str(), H5P_DEFAULT) : -1, H5Aclose);
   if (!a.valid()) fail("missing string attribute '" + name + "' on '" + obj + "'");
   Handle t(H5Aget_type(a.get()), H5Tclose);
-  size_t n = H5Tget_size(t.get());
-  std::string s(n, '\0');
   Handle mt(H5Tcopy(H5T_C_S1), H5Tclose);
+  if (H5Tis_variable_str(t.get()) > 0) {
+    // Variable-length strings (h5py's default for str) come back as a malloc'ed char*.
+    H5Tset_size(mt.get(), H5T_VARIABLE);
+    char* p = nullptr;
+    if (H5Aread(a.get(), mt.get(), &p) < 0) fail("cannot read attribute '" + name + "'");
+    std::string s = p ? p : "";
+    H5free_memory(p);
+    return s;
+  }
+  // Fixed-length: one more byte for the terminator, or HDF5 drops the last character of a
+  // space/null-padded string of exactly n characters.
+  const size_t n = H5Tget_size(t.get()) + 1;
+  std::string s(n, '\0');
   H5Tset_size(mt.get(), n);
   if (H5Aread(a.get(), mt.get(), s.data()) < 0) fail("cannot read attribute '" + name + "'");
   s.resize(std::strlen(s.c_str()));

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <optional>
@@ -386,11 +387,46 @@ float hashUniform(uint64_t seed, uint64_t k, uint64_t i) {
 }
 
 struct StepTolerance {
-  double fwd;    // logits and loss
-  double grad;   // parameter gradients, relative to each tensor's max |g|
-  double after;  // parameters after the step
-  double stats;  // BN running statistics
+  double fwd;       // logits and loss
+  double grad;      // parameter gradients, relative to each tensor's max |g|
+  double gradNorm;  // sampled fixtures: each gradient's L2 norm, relative
+  double after;     // parameters after the step
+  double stats;     // BN running statistics
+  double gradAtol;  // absolute floor for gradients
 };
+
+// Tolerances for whole steps: summation orders differ (im2col GEMM vs oneDNN, batch-norm
+// reductions in double vs float) and the differences grow through the backward of ~20 layers;
+// rtol 1e-4 on gradients, relative to each tensor's max |g|, covers that with margin (measured
+// 3e-6 on ResNet-18 width 4) while a wrong term shows up at the 1e-2 level. The fixtures' inputs
+// keep every ReLU input and max-pool runner-up >= 25 float32 errors from its kink (see
+// pick_input in the script), so no gradient hinges on rounding. Biases that feed a batch norm
+// have a zero gradient and keep only summation noise (3e-7 in LeNet's conv1): gradAtol 1e-5,
+// still 1e-5 of the largest gradients. Forward outputs and the parameters after the step
+// (dominated by the old value) hold to 2e-5 (measured 2e-6).
+constexpr StepTolerance kStepTol{.fwd = 2e-5, .grad = 1e-4, .gradNorm = 1e-4, .after = 2e-5,
+                                 .stats = 2e-5, .gradAtol = 1e-5};
+// Width 64 has 2.2M ReLU inputs and, for any input batch, a few lie within float32 rounding of
+// 0; such a unit's gradient legitimately flips between two float32 implementations (PyTorch's
+// own float32 and float64 runs differ by up to 2e-2 of a tensor's max |g| below the flip). The
+// forward is continuous and stays tight, and so does the head's gradient (above every ReLU);
+// gradient norms (measured 6e-4) and sampled coordinates (measured 2.5e-2) only catch gross
+// errors at this width, such as a wrong tile or thread split, and the fixtures above check the
+// arithmetic closely.
+constexpr StepTolerance kStepTolW64{.fwd = 2e-5, .grad = 1e-1, .gradNorm = 1e-2, .after = 2e-5,
+                                    .stats = 2e-5, .gradAtol = 1e-5};
+
+// Relative error of a against b in the allClose sense, max |a - b| / max |b|, with max |b|
+// floored at atol / rtol so that vanishing gradients (a bias before a batch norm) are measured
+// against the absolute tolerance; reported to show the margin left.
+double relErr(const Tensor& a, const Tensor& b, double rtol, double atol) {
+  double e = 0, m = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    e = std::max(e, std::fabs(double(a.data()[i]) - b.data()[i]));
+    m = std::max(m, std::fabs(double(b.data()[i])));
+  }
+  return e / std::max(m, atol / rtol);
+}
 
 void runTrainStep(const std::string& file, const ModelSpec& spec, const Shape& sample,
                   const StepTolerance& tol) {
@@ -437,7 +473,9 @@ void runTrainStep(const std::string& file, const ModelSpec& spec, const Shape& s
   SoftmaxCrossEntropy xent(be);
   const LossResult r = xent.forward(logits, labels, lctx);
   model->backward(xent.backward(lctx), slot, {}, InputGrad::kSkip);
-  EXPECT_TRUE(allClose(logits, f->readTensor("logits"), tol.fwd, kAtol)) << "logits";
+  const Tensor refLogits = f->readTensor("logits");
+  EXPECT_TRUE(allClose(logits, refLogits, tol.fwd, kAtol)) << "logits";
+  const double logitsErr = relErr(logits, refLogits, tol.fwd, kAtol);
   const float refLoss = f->readTensor("loss").item();
   EXPECT_NEAR(r.loss, refLoss, tol.fwd * std::fabs(refLoss)) << "loss";
 
@@ -453,10 +491,13 @@ void runTrainStep(const std::string& file, const ModelSpec& spec, const Shape& s
   // Snapshot the gradients before the step: the optimizer may rewrite them in place.
   std::vector<Tensor> grads;
   for (Param* p : params) grads.push_back(p->grad.clone());
-  OptimConfig cfg{.kind = OptimKind::kSgd, .momentum = 0.9f, .weightDecay = 5e-4f};
+  OptimConfig cfg{.kind = OptimKind::kSgd,
+                  .momentum = static_cast<float>(f->attrDouble("/", "momentum")),
+                  .weightDecay = static_cast<float>(f->attrDouble("/", "weight_decay"))};
   Optimizer opt(be, params, cfg);
-  opt.step(0.1f);
+  opt.step(static_cast<float>(f->attrDouble("/", "lr")));
 
+  double worstGrad = 0, worstAfter = 0;
   if (!sampled) {
     const Tensor g = f->readTensor("grad"), a = f->readTensor("after");
     off = 0;
@@ -466,44 +507,54 @@ void runTrainStep(const std::string& file, const ModelSpec& spec, const Shape& s
       std::memcpy(gref.data(), g.data() + off, gref.bytes());
       std::memcpy(aref.data(), a.data() + off, aref.bytes());
       off += gref.numel();
-      EXPECT_TRUE(allClose(grads[k], gref, tol.grad, kAtol)) << "grad " << names[k];
+      EXPECT_TRUE(allClose(grads[k], gref, tol.grad, tol.gradAtol)) << "grad " << names[k];
       EXPECT_TRUE(allClose(params[k]->value, aref, tol.after, kAtol)) << "after " << names[k];
+      worstGrad = std::max(worstGrad, relErr(grads[k], gref, tol.grad, tol.gradAtol));
+      worstAfter = std::max(worstAfter, relErr(params[k]->value, aref, tol.after, kAtol));
     }
+    std::printf("[  worst   ] %s: logits %.1e, grad %.1e, after %.1e (relative to max |ref|)\n",
+                file.c_str(), logitsErr, worstGrad, worstAfter);
     return;
   }
-  // Width 64: gradient norms, then sampled coordinates against each tensor's max |g|.
+  // Width 64: gradient norms and sampled coordinates against each tensor's max |g|. The
+  // parameters after the step may differ by the gradient tolerance times lr on top of their own.
   const std::vector<int64_t> idx = f->readInt64("sample_idx");
   const Tensor gs = f->readTensor("grad_samples"), as = f->readTensor("after_samples");
   const Tensor gnorm = f->readTensor("grad_norm"), gmax = f->readTensor("grad_maxabs");
   const Tensor amax = f->readTensor("after_maxabs");
+  const double lr = f->attrDouble("/", "lr");
   std::vector<int64_t> start{0};
   for (Param* p : params) start.push_back(start.back() + p->value.numel());
+  double worstNorm = 0, worstHead = 0;
   for (size_t k = 0; k < params.size(); ++k) {
     const double n = std::sqrt(cpu().sumSquares(grads[k]));
-    EXPECT_NEAR(n, gnorm.data()[k], tol.grad * gnorm.data()[k]) << "grad norm " << names[k];
+    worstNorm = std::max(worstNorm, std::fabs(n - gnorm.data()[k]) / gnorm.data()[k]);
+    EXPECT_NEAR(n, gnorm.data()[k], tol.gradNorm * gnorm.data()[k]) << "grad norm " << names[k];
   }
-  int64_t badGrad = 0, badAfter = 0;
+  int64_t bad = 0;
   for (size_t j = 0; j < idx.size(); ++j) {
     const size_t k = std::upper_bound(start.begin(), start.end(), idx[j]) - start.begin() - 1;
     const int64_t i = idx[j] - start[k];
-    const double dg = std::fabs(grads[k].data()[i] - gs.data()[j]);
-    const double da = std::fabs(params[k]->value.data()[i] - as.data()[j]);
-    if (dg > kAtol + tol.grad * gmax.data()[k] && badGrad++ < 5)
-      ADD_FAILURE() << "grad " << names[k] << "[" << i << "] " << grads[k].data()[i] << " vs "
-                    << gs.data()[j];
-    if (da > kAtol + tol.after * amax.data()[k] && badAfter++ < 5)
-      ADD_FAILURE() << "after " << names[k] << "[" << i << "] " << params[k]->value.data()[i]
-                    << " vs " << as.data()[j];
+    const double eg = std::fabs(grads[k].data()[i] - gs.data()[j]) / gmax.data()[k];
+    // The head sits above every ReLU: its gradient is a continuous function and holds tightly.
+    if (names[k].rfind("head.", 0) == 0) {
+      worstHead = std::max(worstHead, eg);
+      EXPECT_LE(eg, kStepTol.grad) << names[k] << "[" << i << "]";
+    }
+    const double ea = std::fabs(params[k]->value.data()[i] - as.data()[j]) /
+                      (kAtol + tol.after * amax.data()[k] + lr * tol.grad * gmax.data()[k]);
+    worstGrad = std::max(worstGrad, eg);
+    worstAfter = std::max(worstAfter, ea);
+    if ((eg > tol.grad || ea > 1.0) && bad++ < 5)
+      ADD_FAILURE() << names[k] << "[" << i << "]: grad " << grads[k].data()[i] << " vs "
+                    << gs.data()[j] << ", after " << params[k]->value.data()[i] << " vs "
+                    << as.data()[j];
   }
-  EXPECT_EQ(badGrad + badAfter, 0);
+  EXPECT_EQ(bad, 0);
+  std::printf("[  worst   ] %s: logits %.1e, grad norm %.1e, sampled grad %.1e (head %.1e), "
+              "after %.2f of its bound\n",
+              file.c_str(), logitsErr, worstNorm, worstGrad, worstHead, worstAfter);
 }
-
-// Tolerances for whole steps: summation orders differ (im2col GEMM vs oneDNN, batch-norm
-// reductions in double vs float) and the differences grow through the backward of ~20 layers;
-// rtol 1e-4 on gradients, relative to each tensor's max |g|, covers that with margin while a
-// wrong term shows up at the 1e-2 level. Forward outputs and the parameters after the step
-// (dominated by the old value) hold to 2e-5.
-constexpr StepTolerance kStepTol{.fwd = 2e-5, .grad = 1e-4, .after = 2e-5, .stats = 2e-5};
 
 TEST(Golden, LenetTrainStep) {
   runTrainStep("lenet_step.h5", ModelSpec{.name = "lenet", .dropout = 0.f, .batchnorm = true},
@@ -517,7 +568,7 @@ TEST(Golden, Resnet18Width4TrainStep) {
 
 TEST(Golden, Resnet18Width64TrainStep) {
   runTrainStep("resnet18_w64_step.h5", ModelSpec{.name = "resnet18", .width = 64},
-               Shape{3, 32, 32}, kStepTol);
+               Shape{3, 32, 32}, kStepTolW64);
 }
 
 }  // namespace
