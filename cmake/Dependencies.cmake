@@ -21,9 +21,11 @@ endif()
 
 # oneDNN (optional): its JIT sgemm backs the CPU backend's GEMM when present.
 # Found by hand: Debian's dnnl-config.cmake insists on OpenCL, which we do not use.
-find_path(DNNL_INCLUDE_DIR oneapi/dnnl/dnnl.h)
-find_library(DNNL_LIBRARY dnnl)
-if(DNNL_INCLUDE_DIR AND DNNL_LIBRARY)
+if(SW_WITH_ONEDNN)
+  find_path(DNNL_INCLUDE_DIR oneapi/dnnl/dnnl.h)
+  find_library(DNNL_LIBRARY dnnl)
+endif()
+if(SW_WITH_ONEDNN AND DNNL_INCLUDE_DIR AND DNNL_LIBRARY)
   target_link_libraries(sw_blas INTERFACE ${DNNL_LIBRARY})
   target_include_directories(sw_blas INTERFACE ${DNNL_INCLUDE_DIR})
   target_compile_definitions(sw_blas INTERFACE SW_HAVE_DNNL=1)
