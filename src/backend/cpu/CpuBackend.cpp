@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "backend/cpu/FastMath.h"
 #include "core/Error.h"
 
 namespace sw {
@@ -309,16 +310,13 @@ void CpuBackend::actForward(Act a, float alpha, const Tensor& x, Tensor& y) {
       for (int64_t i = 0; i < n; ++i) yp[i] = xp[i] > 0.f ? xp[i] : 0.f;
       break;
     case Act::kElu:
-#pragma omp parallel for simd if (n > 16384)
-      for (int64_t i = 0; i < n; ++i) yp[i] = xp[i] > 0.f ? xp[i] : alpha * std::expm1(xp[i]);
+      fastmath::elu(xp, yp, n, alpha);
       break;
     case Act::kTanh:
-#pragma omp parallel for simd if (n > 16384)
-      for (int64_t i = 0; i < n; ++i) yp[i] = std::tanh(xp[i]);
+      fastmath::tanh(xp, yp, n);
       break;
     case Act::kSigmoid:
-#pragma omp parallel for simd if (n > 16384)
-      for (int64_t i = 0; i < n; ++i) yp[i] = 1.f / (1.f + std::exp(-xp[i]));
+      fastmath::sigmoid(xp, yp, n);
       break;
   }
 }
@@ -365,6 +363,31 @@ void CpuBackend::maxPoolForward(const Tensor& x, Tensor& y, Tensor& idx, const P
   const float* xp = x.data();
   float* yp = y.data();
   int32_t* ip = idx.data<int32_t>();
+  if (g.kernel == 2 && g.stride == 2 && g.pad == 0) {
+    // The common 2x2/2 window without padding: branch-light, first maximum wins like the
+    // general path (strict >), NaN propagates.
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < planes; ++p) {
+      const float* src = xp + p * hw;
+      for (int64_t oy = 0; oy < g.oh; ++oy) {
+        const float* r0 = src + 2 * oy * g.w;
+        const float* r1 = r0 + g.w;
+        float* yrow = yp + p * ohw + oy * g.ow;
+        int32_t* irow = ip + p * ohw + oy * g.ow;
+        const int32_t base = static_cast<int32_t>(2 * oy * g.w);
+        for (int64_t ox = 0; ox < g.ow; ++ox) {
+          const float c[4] = {r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]};
+          const int32_t off[4] = {0, 1, static_cast<int32_t>(g.w), static_cast<int32_t>(g.w) + 1};
+          int k = 0;
+          for (int j = 1; j < 4; ++j)
+            if (c[j] > c[k] || (std::isnan(c[j]) && !std::isnan(c[k]))) k = j;
+          yrow[ox] = c[k];
+          irow[ox] = base + static_cast<int32_t>(2 * ox) + off[k];
+        }
+      }
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static)
   for (int64_t p = 0; p < planes; ++p) {
     const float* src = xp + p * hw;
