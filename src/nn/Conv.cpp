@@ -53,15 +53,9 @@ Tensor Conv2d::forward(const Tensor& x, Ctx& ctx, Mode) {
 Tensor Conv2d::backward(const Tensor& dy, Ctx& ctx, InputGrad ig) {
   const Tensor& x = ctx.saved.at(0);
   ConvGeom g = geom(x.shape());
-  Accumulate acc = w_.takeAcc();
-  if (b_.value.defined()) {
-    Accumulate bacc = b_.takeAcc();
-    // One call computes both; bias accumulation follows its own freshness.
-    be_.convBackwardFilter(x, dy, w_.grad, nullptr, g, acc);
-    be_.biasGrad(dy, b_.grad, bacc);
-  } else {
-    be_.convBackwardFilter(x, dy, w_.grad, nullptr, g, acc);
-  }
+  be_.convBackwardFilter(x, dy, w_.grad, nullptr, g, w_.takeAcc());
+  // The bias gradient has its own freshness flag, so it is reduced separately.
+  if (b_.value.defined()) be_.biasGrad(dy, b_.grad, b_.takeAcc());
   Tensor dx;
   if (ig == InputGrad::kNeeded) {
     dx = be_.empty(x.shape());

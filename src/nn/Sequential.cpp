@@ -59,7 +59,10 @@ void Sequential::collectBuffers(std::vector<Buffer*>& out) {
 }
 
 Residual::Residual(Backend& be, std::unique_ptr<Sequential> main, LayerPtr shortcut, Act post)
-    : Layer(be), main_(std::move(main)), shortcut_(std::move(shortcut)), post_(post) {}
+    : Layer(be), main_(std::move(main)), shortcut_(std::move(shortcut)), post_(post) {
+  // The post-activation runs in place on the sum, which only an output-based backward allows.
+  SW_CHECK(post == Act::kIdentity || post == Act::kRelu, "Residual supports ReLU or no post-activation");
+}
 
 void Residual::setName(const std::string& n) {
   name_ = n;
@@ -92,17 +95,10 @@ Tensor Residual::backward(const Tensor& dy, Ctx& ctx, InputGrad ig) {
     g = be_.empty(dy.shape());
     be_.actBackward(post_, 1.f, ctx.saved.at(0), ctx.saved.at(0), dy, g);
   }
-  Tensor dxMain = main_->backward(g, ctx.child(0), ig);
-  Tensor dx;
-  if (shortcut_) {
-    Tensor dxShort = shortcut_->backward(g, ctx.child(1), ig);
-    if (ig == InputGrad::kNeeded) {
-      be_.axpy(1.f, dxShort, dxMain);
-    }
-  } else if (ig == InputGrad::kNeeded) {
-    be_.axpy(1.f, g, dxMain);
-  }
-  dx = dxMain;
+  Tensor dx = main_->backward(g, ctx.child(0), ig);
+  // The shortcut's backward runs even when dx is not needed: its parameters need gradients.
+  Tensor dxShort = shortcut_ ? shortcut_->backward(g, ctx.child(1), ig) : g;
+  if (ig == InputGrad::kNeeded) be_.axpy(1.f, dxShort, dx);
   ctx.clear();
   return dx;
 }
