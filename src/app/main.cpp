@@ -1,7 +1,8 @@
-// stagewise: command-line entry. Parses the command, assembles config -> trainer, maps errors to
-// exit codes (0 done, 2 bad input, 3 failure during the run). Holds no training logic.
+// stagewise: command-line entry. Assembles config -> MPI runtime -> trainer and maps errors to
+// exit codes (0 done, 2 bad input, 3 failure during the run). A failure on one rank prints one
+// line `[rank r/N host] cause` and brings the whole job down (MPI_Abort), so no rank hangs.
+// Holds no training logic.
 #include <csignal>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -9,8 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "comm/Mpi.h"
 #include "config/TrainConfig.h"
+#include "coord/Coordinator.h"
 #include "core/Error.h"
+#include "core/Log.h"
+#include "schedule/ScheduleCommand.h"
 #include "train/Trainer.h"
 
 namespace {
@@ -20,17 +25,19 @@ void onSignal(int) { g_stop.store(true); }
 
 const char* kUsage =
     "usage: stagewise train --config FILE [section.key=value ...] [--out DIR] [--resume DIR]\n"
-    "       stagewise train --help      (lists every config key with its default)\n";
+    "       stagewise train --help      (lists every config key with its default)\n"
+    "       stagewise schedule --algo A --stages S --microbatches M [--replicas R] [--vertical-sync]\n"
+    "                                   (per-rank timeline, idle fraction, validation)\n"
+    "Run on N ranks with mpirun -n N, srun, or launch/local.sh N CONFIG.\n";
 
-std::string hostName() {
-  char h[256] = {0};
-  gethostname(h, sizeof h - 1);
-  return h;
-}
-
-int train(const std::vector<std::string>& args) {
+struct TrainArgs {
   std::string config, out, resume;
   std::vector<std::string> overrides;
+  bool help = false;
+};
+
+TrainArgs parseArgs(const std::vector<std::string>& args) {
+  TrainArgs t;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&](const std::string& flag) -> std::string {
@@ -38,51 +45,104 @@ int train(const std::vector<std::string>& args) {
       if (i + 1 >= args.size()) throw sw::ConfigError(flag + " needs a value");
       return args[++i];
     };
-    if (a == "--help" || a == "-h") {
-      std::cout << kUsage << "\nconfig keys (INI [section] key = value, or section.key=value):\n"
-                << sw::configHelp();
-      return 0;
-    } else if (a.rfind("--config", 0) == 0 || a == "-c") {
-      config = value(a == "-c" ? "-c" : "--config");
-    } else if (a.rfind("--out", 0) == 0) {
-      out = value("--out");
-    } else if (a.rfind("--resume", 0) == 0) {
-      resume = value("--resume");
-    } else if (a.find('=') != std::string::npos) {
-      overrides.push_back(a);
-    } else if (a.rfind("--", 0) == 0 && i + 1 < args.size()) {
-      overrides.push_back(a + "=" + args[++i]);  // --section.key value
-    } else {
-      throw sw::ConfigError("unexpected argument '" + a + "'\n" + kUsage);
-    }
+    if (a == "--help" || a == "-h") t.help = true;
+    else if (a.rfind("--config", 0) == 0 || a == "-c") t.config = value(a == "-c" ? "-c" : "--config");
+    else if (a.rfind("--out", 0) == 0) t.out = value("--out");
+    else if (a.rfind("--resume", 0) == 0) t.resume = value("--resume");
+    else if (a.find('=') != std::string::npos) t.overrides.push_back(a);
+    else if (a.rfind("--", 0) == 0 && i + 1 < args.size()) t.overrides.push_back(a + "=" + args[++i]);
+    else throw sw::ConfigError("unexpected argument '" + a + "'\n" + kUsage);
   }
+  return t;
+}
+
+// Rank 0 reads and validates the config; every rank gets the resolved text.
+sw::TrainConfig loadConfig(TrainArgs& t) {
   sw::TrainConfig cfg;
-  if (!resume.empty() && config.empty()) {
-    const std::string path = resume + "/config.ini";
+  if (!t.resume.empty() && t.config.empty()) {
+    const std::string path = t.resume + "/config.ini";
     std::ifstream f(path);
-    if (!f) throw sw::InputError(resume + ": not a stagewise run directory (no config.ini)");
+    if (!f) throw sw::InputError(t.resume + ": not a stagewise run directory (no config.ini)");
     std::stringstream ss;
     ss << f.rdbuf();
-    cfg = sw::parseConfigText(ss.str(), path, overrides);
+    cfg = sw::parseConfigText(ss.str(), path, t.overrides);
   } else {
-    if (config.empty()) throw sw::ConfigError(std::string("--config FILE is required\n") + kUsage);
-    cfg = sw::parseConfig(config, overrides);
+    if (t.config.empty()) throw sw::ConfigError(std::string("--config FILE is required\n") + kUsage);
+    cfg = sw::parseConfig(t.config, t.overrides);
   }
-  if (out.empty()) {
-    if (!resume.empty()) out = resume;
-    else out = "runs/" + std::filesystem::path(config).stem().string();
+  if (t.out.empty()) t.out = !t.resume.empty() ? t.resume : "runs/" + std::filesystem::path(t.config).stem().string();
+  return cfg;
+}
+
+int train(const std::vector<std::string>& args, sw::MpiRuntime& mpi) {
+  sw::Communicator& world = mpi.world();
+  TrainArgs t;
+  sw::TrainConfig cfg;
+  std::string text;
+  sw::agree(world, [&] {
+    if (world.rank() != 0) return;
+    t = parseArgs(args);
+    if (t.help) return;
+    cfg = loadConfig(t);
+    text = cfg.iniText();
+  });
+  if (world.rank() == 0 && t.help) {
+    std::cout << kUsage << "\nconfig keys (INI [section] key = value, or section.key=value):\n" << sw::configHelp();
   }
-  sw::Trainer trainer(cfg, out, resume);
-  trainer.prepare();  // all input validated here, before anything is written
+  std::string help = t.help ? "1" : "";
+  world.broadcastString(help, 0);
+  if (!help.empty()) return 0;
+  world.broadcastString(text, 0);
+  world.broadcastString(t.out, 0);
+  world.broadcastString(t.resume, 0);
+  if (world.rank() != 0) cfg = sw::parseConfigText(text, "config from rank 0", {});
+  cfg.runtime.localRanks = mpi.localSize();
+  world.setOptions({.timeoutSeconds = cfg.runtime.commTimeout});
+  sw::Trainer trainer(cfg, t.out, t.resume, &world);
+  trainer.prepare();  // all input validated here, on every rank, before anything is written
   std::signal(SIGINT, onSignal);
   std::signal(SIGTERM, onSignal);
   sw::EvalResult r = trainer.run(&g_stop);
-  if (trainer.stoppedBySignal()) {
-    std::cerr << "stopped by signal; resume with: stagewise train --resume " << out << "\n";
-    return 0;
+  if (world.rank() == 0) {
+    if (trainer.stoppedBySignal())
+      std::cerr << "stopped by signal; resume with: stagewise train --resume " << t.out << "\n";
+    else
+      std::cerr << "done: test accuracy " << 100.0 * r.acc << "%, run directory " << t.out << "\n";
   }
-  std::cerr << "done: test accuracy " << 100.0 * r.acc << "%, run directory " << out << "\n";
   return 0;
+}
+
+int runTrain(int argc, char** argv, const std::vector<std::string>& args) {
+  std::unique_ptr<sw::MpiRuntime> mpi;
+  try {
+    mpi = std::make_unique<sw::MpiRuntime>(&argc, &argv);
+  } catch (const std::exception& e) {
+    std::cerr << "[rank ?/? " << sw::MpiRuntime::hostName() << "] failure: " << e.what() << "\n";
+    return 3;
+  }
+  const int rank = mpi->rank(), size = mpi->size();
+  sw::LogContext::get().rank = rank;
+  sw::LogContext::get().size = size;
+  const std::string who = "[rank " + std::to_string(rank) + "/" + std::to_string(size) + " " + sw::MpiRuntime::hostName() + "] ";
+  int code = 0;
+  try {
+    code = train(args, *mpi);
+  } catch (const sw::PeerFailure& e) {
+    code = e.code();  // the failing rank printed the cause; everybody agreed to stop
+  } catch (const sw::InputError& e) {
+    std::cerr << who << "error: " << e.what() << "\n";
+    code = 2;
+  } catch (const std::exception& e) {
+    std::cerr << who << "failure: " << e.what() << "\n";
+    code = 3;
+  }
+  // A failure the other ranks did not agree on leaves them inside a collective or a receive:
+  // take the whole job down rather than let them wait for the watchdog.
+  if (code != 0 && size > 1 && !sw::failureWasAgreed()) {
+    std::cerr << std::flush;
+    mpi->world().abort(code);
+  }
+  return code;
 }
 
 }  // namespace
@@ -95,15 +155,15 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = args[0];
   args.erase(args.begin());
-  try {
-    if (cmd == "train") return train(args);
-    std::cerr << "stagewise: unknown command '" << cmd << "'\n" << kUsage;
-    return 2;
-  } catch (const sw::InputError& e) {
-    std::cerr << "[rank 0/1 " << hostName() << "] error: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "[rank 0/1 " << hostName() << "] failure: " << e.what() << "\n";
-    return 3;
+  if (cmd == "train") return runTrain(argc, argv, args);
+  if (cmd == "schedule") {
+    try {
+      return sw::scheduleCommand(args, std::cout);
+    } catch (const sw::InputError& e) {
+      std::cerr << "stagewise schedule: error: " << e.what() << "\n";
+      return 2;
+    }
   }
+  std::cerr << "stagewise: unknown command '" << cmd << "'\n" << kUsage;
+  return 2;
 }

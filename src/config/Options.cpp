@@ -94,6 +94,18 @@ std::string oneOf(const std::string& k, const std::string& v, const std::vector<
   bad(k, v, "one of: " + all);
 }
 
+FaultSpec parseFault(const std::string& k, const std::string& v) {
+  FaultSpec f;
+  if (v.empty()) return f;
+  const size_t at = v.find('@'), colon = v.find(':');
+  if (at == std::string::npos || colon == std::string::npos || colon < at)
+    bad(k, v, "KIND@RANK:STEP, e.g. throw@1:3");
+  f.kind = oneOf(k, v.substr(0, at), {"throw", "hang", "kill"});
+  f.rank = int(toInt(k, v.substr(at + 1, colon - at - 1), 0, 1 << 20));
+  f.step = toInt(k, v.substr(colon + 1), 0, INT64_MAX);
+  return f;
+}
+
 struct Key {
   std::string name, def, help;
   std::function<void(TrainConfig&, const std::string&)> set;
@@ -110,7 +122,7 @@ const std::vector<Key>& keys() {
        [](TrainConfig& c, const std::string& v) { c.train.algo = oneOf("train.algo", v, kAlgos); }},
       {"train.epochs", "1", "epochs to train",
        [](TrainConfig& c, const std::string& v) { c.train.epochs = int(toInt("train.epochs", v, 1, 100000)); }},
-      {"train.batch_size", "128", "mini-batch size per replica",
+      {"train.batch_size", "128", "samples per optimizer step over all replicas (split evenly over replicas and micro-batches)",
        [](TrainConfig& c, const std::string& v) { c.train.batchSize = toInt("train.batch_size", v, 1, 1 << 20); }},
       {"train.eval_batch_size", "1000", "batch size for evaluation",
        [](TrainConfig& c, const std::string& v) { c.train.evalBatchSize = toInt("train.eval_batch_size", v, 1, 1 << 20); }},
@@ -221,6 +233,27 @@ const std::vector<Key>& keys() {
       {"runtime.threads", "0", "CPU threads (0 = all cores)", [](TrainConfig& c, const std::string& v) { c.runtime.threads = int(toInt("runtime.threads", v, 0, 1024)); }},
       {"runtime.device", "cpu", "cpu|cuda|auto", [](TrainConfig& c, const std::string& v) { c.runtime.device = oneOf("runtime.device", v, {"cpu", "cuda", "auto"}); }},
       // [checkpoint]
+      {"runtime.comm_timeout", "300", "seconds a rank waits for a peer before declaring it dead (exit 3)",
+       [](TrainConfig& c, const std::string& v) { c.runtime.commTimeout = toDouble("runtime.comm_timeout", v, 0.1, 1e7); }},
+      {"runtime.fault", "", "fault injection for tests: KIND@RANK:STEP with KIND throw|hang|kill (empty = off)",
+       [](TrainConfig& c, const std::string& v) { c.runtime.fault = parseFault("runtime.fault", v); }},
+      // [pipe]
+      {"pipe.stages", "0", "pipeline stages (0 = all ranks for pipeline algorithms, 1 for bp/dp); ranks = stages x replicas",
+       [](TrainConfig& c, const std::string& v) { c.pipe.stages = int(toInt("pipe.stages", v, 0, 4096)); }},
+      {"pipe.microbatches", "1", "micro-batches each replica's batch is split into",
+       [](TrainConfig& c, const std::string& v) { c.pipe.microbatches = int(toInt("pipe.microbatches", v, 1, 65536)); }},
+      {"pipe.partition", "", "first block of stages 1..S-1, e.g. 2,5,7 (empty = balanced by pipe.balance)",
+       [](TrainConfig& c, const std::string& v) { c.pipe.partition = v; }},
+      {"pipe.balance", "time", "stage balancing cost when pipe.partition is empty: time (measured) | macs",
+       [](TrainConfig& c, const std::string& v) { c.pipe.balance = oneOf("pipe.balance", v, {"time", "macs"}); }},
+      // [pipedream]
+      {"pipedream.vertical_sync", "false", "every stage uses the weight version stage 0 used for a micro-batch",
+       [](TrainConfig& c, const std::string& v) { c.pipedream.verticalSync = toBool("pipedream.vertical_sync", v); }},
+      {"pipedream.drain_every", "64", "mini-batches between pipeline drains (checkpoint/stop points; 0 = once per epoch)",
+       [](TrainConfig& c, const std::string& v) { c.pipedream.drainEvery = int(toInt("pipedream.drain_every", v, 0, 1 << 30)); }},
+      // [dp]
+      {"dp.bucket_mb", "25", "gradient allreduce bucket size in MiB (overlapped with backward)",
+       [](TrainConfig& c, const std::string& v) { c.dp.bucketMb = toDouble("dp.bucket_mb", v, 0.001, 1e6); }},
       {"checkpoint.every_epochs", "1", "checkpoint every N epochs (0 = only at the end)",
        [](TrainConfig& c, const std::string& v) { c.checkpoint.everyEpochs = int(toInt("checkpoint.every_epochs", v, 0, 100000)); }},
       {"checkpoint.every_steps", "0", "checkpoint every N optimizer steps (0 = off)",

@@ -26,9 +26,35 @@ struct TrainSection {
   double logEverySeconds = 10; // progress line period when stdout is not a terminal
 };
 
+// Deliberate failure for fault-tolerance tests: rank `rank` fails at optimizer step `step`.
+struct FaultSpec {
+  std::string kind;  // "" (off) | throw | hang | kill
+  int rank = 0;
+  int64_t step = 0;
+};
+
 struct RuntimeSection {
   int threads = 0;             // 0 = all cores
   std::string device = "cpu";  // cpu | cuda | auto
+  double commTimeout = 300;    // communication watchdog (seconds)
+  FaultSpec fault;
+  int localRanks = 1;          // not a key: ranks sharing this host (threads = 0 splits the cores)
+};
+
+struct PipeSection {
+  int stages = 0;              // 0 = automatic (all ranks for pipeline algorithms)
+  int microbatches = 1;
+  std::string partition;       // explicit stage boundaries, or empty = balanced
+  std::string balance = "time";
+};
+
+struct PipeDreamSection {
+  bool verticalSync = false;
+  int drainEvery = 64;         // mini-batches per round (0 = the whole epoch)
+};
+
+struct DpSection {
+  double bucketMb = 25;
 };
 
 struct CheckpointSection {
@@ -46,6 +72,9 @@ struct TrainConfig {
   LrConfig lr;                 // lr.lr, schedule, warm-up, goyal (epochs/batch/accum filled in)
   RuntimeSection runtime;
   CheckpointSection checkpoint;
+  PipeSection pipe;
+  PipeDreamSection pipedream;
+  DpSection dp;
   // The resolved "section.key = value" lines, in declaration order (written to DIR/config.ini).
   std::vector<std::pair<std::string, std::string>> resolved;
   std::string iniText() const;

@@ -65,8 +65,8 @@ CheckpointStore::CheckpointStore(std::string runDir) : root_(std::move(runDir) +
 
 std::string CheckpointStore::stepDir(int64_t step) const { return root_ + "/step_" + pad(step, 9); }
 
-void CheckpointStore::writeShard(int64_t step, const ShardMeta& meta, Model& model, Optimizer& opt,
-                                 const TrainProgress& p, const Rng::State& dropoutRng) {
+void CheckpointStore::writeShard(int64_t step, const ShardMeta& meta, Model& model, BlockRange range,
+                                 Optimizer& opt, const TrainProgress& p, const Rng::State& dropoutRng) {
   const std::string dir = stepDir(step);
   fs::create_directories(dir);
   const std::string path = dir + "/rank_" + pad(meta.rank, 5) + ".h5";
@@ -91,13 +91,13 @@ void CheckpointStore::writeShard(int64_t step, const ShardMeta& meta, Model& mod
     f.setAttr("/", "metrics_bytes", p.metricsBytes);
     f.setAttr("/", "optimizer_steps", opt.stepCount());
     f.writeInt64("/rng/dropout", std::vector<int64_t>(dropoutRng.begin(), dropoutRng.end()));
-    auto params = model.params();
+    auto params = model.params(range);
     for (Param* prm : params) {
       writeHost(f, "/params/" + prm->name, be, prm->value);
       // Gradients matter only mid-accumulation (microbatches > 0), but are cheap to keep.
       if (p.microbatches > 0 && !prm->gradFresh) writeHost(f, "/grads/" + prm->name, be, prm->grad);
     }
-    for (Buffer* b : model.buffers()) writeHost(f, "/buffers/" + b->name, be, b->value);
+    for (Buffer* b : model.buffers(range)) writeHost(f, "/buffers/" + b->name, be, b->value);
     auto& st = opt.state();
     for (size_t i = 0; i < params.size(); ++i) {
       const std::string base = "/optim/" + params[i]->name;
@@ -162,7 +162,7 @@ std::optional<std::string> CheckpointStore::latest() const {
   return best;
 }
 
-void CheckpointStore::readShard(const std::string& dir, int rank, Model& model, Optimizer& opt,
+void CheckpointStore::readShard(const std::string& dir, int rank, Model& model, BlockRange range, Optimizer& opt,
                                 TrainProgress& p, Rng::State& dropoutRng, ShardMeta* meta) const {
   const std::string path = dir + "/rank_" + pad(rank, 5) + ".h5";
   if (!fs::exists(dir + "/COMMITTED"))
@@ -193,7 +193,7 @@ void CheckpointStore::readShard(const std::string& dir, int rank, Model& model, 
   auto r = f.readInt64("/rng/dropout");
   if (r.size() != dropoutRng.size()) throw InputError(path + ": bad /rng/dropout");
   for (size_t i = 0; i < r.size(); ++i) dropoutRng[i] = uint64_t(r[i]);
-  auto params = model.params();
+  auto params = model.params(range);
   for (Param* prm : params) {
     readInto(f, "/params/" + prm->name, be, prm->value, "parameter");
     const std::string g = "/grads/" + prm->name;
@@ -204,7 +204,7 @@ void CheckpointStore::readShard(const std::string& dir, int rank, Model& model, 
       prm->gradFresh = true;
     }
   }
-  for (Buffer* b : model.buffers()) readInto(f, "/buffers/" + b->name, be, b->value, "buffer");
+  for (Buffer* b : model.buffers(range)) readInto(f, "/buffers/" + b->name, be, b->value, "buffer");
   auto& st = opt.state();
   for (size_t i = 0; i < params.size(); ++i) {
     const std::string base = "/optim/" + params[i]->name;

@@ -35,14 +35,15 @@ class CheckpointStore {
   explicit CheckpointStore(std::string runDir);
   std::string stepDir(int64_t step) const;
   // Writes this rank's shard atomically.
-  void writeShard(int64_t step, const ShardMeta& meta, Model& model, Optimizer& opt,
+  // Parameters, buffers and optimizer state of the blocks in `range` (this rank's stage).
+  void writeShard(int64_t step, const ShardMeta& meta, Model& model, BlockRange range, Optimizer& opt,
                   const TrainProgress& progress, const Rng::State& dropoutRng);
   // Rank 0, after all shards are on disk: marker + LATEST + pruning to `keep` checkpoints.
   void commit(int64_t step, int world, int keep);
   // Step directory of the newest committed checkpoint, if any.
   std::optional<std::string> latest() const;
   // Loads this rank's shard into model/optimizer; validates names and shapes (InputError).
-  void readShard(const std::string& stepDir, int rank, Model& model, Optimizer& opt,
+  void readShard(const std::string& stepDir, int rank, Model& model, BlockRange range, Optimizer& opt,
                  TrainProgress& progress, Rng::State& dropoutRng, ShardMeta* meta = nullptr) const;
 
  private:

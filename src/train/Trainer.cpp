@@ -1,21 +1,27 @@
-// The single-process training loop. Determinism: initialisation, shuffling, augmentation and
-// dropout all derive from train.seed; the learning rate is a pure function of (epoch, batch);
-// checkpoints hold parameters, optimizer state, BN statistics, the dropout generator, the data
-// position and partial-epoch sums, so a stopped-and-resumed run ends bit-identical.
+// The training loop of one rank. Determinism: initialisation, shuffling, augmentation and
+// dropout derive from train.seed; the learning rate is a pure function of (epoch, batch); every
+// rank builds the same full model from the seed and keeps its stage's blocks. Rounds end
+// drained, so a checkpoint (per-rank shards + a commit marker) captures everything needed to
+// continue bit-identically: parameters, optimizer state, BN statistics, dropout generator, data
+// position and partial-epoch sums.
 #include "train/Trainer.h"
 
 #include <unistd.h>
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <sstream>
+#include <thread>
 
+#include "coord/Coordinator.h"
 #include "core/Error.h"
 #include "core/Log.h"
+#include "schedule/Schedule.h"
 
 namespace fs = std::filesystem;
 
@@ -32,37 +38,152 @@ std::string fmtTime(double s) {
   else os << std::fixed << std::setprecision(1) << s << "s";
   return os.str();
 }
+// Rows [p*n/M, (p+1)*n/M) of an n-row batch form micro-batch p of M.
+int64_t partBegin(int64_t n, int p, int m) { return int64_t(p) * n / m; }
 }  // namespace
 
-Trainer::Trainer(TrainConfig cfg, std::string outDir, std::string resumeDir)
-    : cfg_(std::move(cfg)), outDir_(std::move(outDir)), resumeDir_(std::move(resumeDir)) {}
+Trainer::Trainer(TrainConfig cfg, std::string outDir, std::string resumeDir, Communicator* world)
+    : cfg_(std::move(cfg)), outDir_(std::move(outDir)), resumeDir_(std::move(resumeDir)), world_(world) {
+  if (!world_) {
+    self_ = makeSelfCommunicator();
+    world_ = self_.get();
+  }
+}
 
 Trainer::~Trainer() = default;
 
+void Trainer::setupTopology() {
+  // Rank count against the topology first: before any data is read.
+  sched_ = makeSchedule(cfg_.train.algo);
+  const int world = world_->size();
+  int stages = cfg_.pipe.stages;
+  if (stages == 0) stages = sched_->maxStages() == 1 ? 1 : world;
+  if (sched_->maxStages() > 0 && stages > sched_->maxStages())
+    throw ConfigError("train.algo = " + cfg_.train.algo + " runs " + std::to_string(sched_->maxStages()) +
+                      " stage per replica, pipe.stages = " + std::to_string(stages));
+  if (cfg_.train.algo == "bp" && world != 1)
+    throw ConfigError("train.algo = bp runs on one rank but this job has " + std::to_string(world) +
+                      " (use train.algo = dp for data parallel)");
+  Topology topo(world, stages);
+  coord_ = topo.coord(world_->rank());
+  spec_.stages = stages;
+  spec_.replicas = topo.replicas();
+  spec_.microbatches = cfg_.pipe.microbatches;
+  spec_.verticalSync = cfg_.pipedream.verticalSync;
+  if (!sched_->flushed() && (cfg_.pipe.microbatches != 1 || cfg_.train.accumSteps != 1))
+    throw ConfigError("train.algo = " + cfg_.train.algo + " updates after every mini-batch: "
+                      "pipe.microbatches and train.accum_steps must be 1");
+  if (cfg_.train.batchSize % spec_.replicas != 0)
+    throw ConfigError("train.batch_size = " + std::to_string(cfg_.train.batchSize) +
+                      " is not divisible by the " + std::to_string(spec_.replicas) + " replicas (" + topo.str() + ")");
+  replicaBatch_ = cfg_.train.batchSize / spec_.replicas;
+  if (replicaBatch_ % cfg_.pipe.microbatches != 0)
+    throw ConfigError("train.batch_size = " + std::to_string(cfg_.train.batchSize) + " gives " +
+                      std::to_string(replicaBatch_) + " samples per replica, not divisible by pipe.microbatches = " +
+                      std::to_string(cfg_.pipe.microbatches));
+}
+
 void Trainer::prepare() {
-  if (cfg_.train.algo != "bp")
-    throw ConfigError("train.algo = " + cfg_.train.algo +
-                      " needs the distributed runtime; this build's single-process trainer runs 'bp'");
-  be_ = makeBackend(cfg_.runtime);
-  data_ = loadData(cfg_.data);
-  if (data_.train.classes != data_.test.classes)
-    throw DataError("train and test splits disagree on the class count (" +
-                    std::to_string(data_.train.classes) + " vs " + std::to_string(data_.test.classes) + ")");
-  loader_ = std::make_unique<BatchLoader>(data_.train, cfg_.train.batchSize, cfg_.train.seed, Shard{},
-                                          cfg_.augment, Shuffle::kYes, DropLast::kNo, Augment::kYes);
-  if (loader_->batchesPerEpoch() == 0)
-    throw DataError(data_.train.source + ": no training batch (data set smaller than one batch?)");
-  const Shape sample = loader_->sampleShape();
-  model_ = buildModel(*be_, cfg_.model, sample, data_.train.classes, cfg_.train.seed);
-  opt_ = std::make_unique<Optimizer>(*be_, model_->params(), cfg_.optim);
-  sched_ = std::make_unique<LrSchedule>(cfg_.lr);
+  // Phase 1 (no collectives inside): everything that can be wrong with the input.
+  agree(*world_, [&] {
+    setupTopology();
+    be_ = makeBackend(cfg_.runtime);
+    dataSplits_ = loadData(cfg_.data);
+    if (dataSplits_.train.classes != dataSplits_.test.classes)
+      throw DataError("train and test splits disagree on the class count (" +
+                      std::to_string(dataSplits_.train.classes) + " vs " +
+                      std::to_string(dataSplits_.test.classes) + ")");
+    const DropLast drop = cfg_.pipe.microbatches > 1 ? DropLast::kYes : DropLast::kNo;
+    loader_ = std::make_unique<BatchLoader>(dataSplits_.train, replicaBatch_, cfg_.train.seed,
+                                            Shard{coord_.replica, spec_.replicas}, cfg_.augment,
+                                            Shuffle::kYes, drop, Augment::kYes);
+    if (loader_->batchesPerEpoch() == 0)
+      throw DataError(dataSplits_.train.source + ": no training batch (data set smaller than one batch?)");
+    model_ = buildModel(*be_, cfg_.model, loader_->sampleShape(), dataSplits_.train.classes, cfg_.train.seed);
+    // Replicas draw different dropout masks; replica 0 keeps the single-process stream.
+    if (coord_.replica > 0)
+      model_->dropoutRng() = Rng::derive(cfg_.train.seed, 1000 + uint64_t(coord_.replica));
+    if (size_t(spec_.stages) > model_->numBlocks())
+      throw ConfigError("pipe.stages = " + std::to_string(spec_.stages) + " but model " + cfg_.model.name +
+                        " has " + std::to_string(model_->numBlocks()) + " blocks");
+    if (spec_.stages > 1 && !cfg_.pipe.partition.empty())
+      partitionExplicit(cfg_.pipe.partition, model_->numBlocks(), spec_.stages, "pipe.partition");
+  });
+  // Communicators and the stage partition (collectives, identical on every rank).
+  pipe_ = world_->split(coord_.replica, coord_.stage, "pipe[replica " + std::to_string(coord_.replica) + "]");
+  data_ = world_->split(coord_.stage, coord_.replica, "data[stage " + std::to_string(coord_.stage) + "]");
+  choosePartition();
+  opt_ = std::make_unique<Optimizer>(*be_, model_->params(range_), cfg_.optim);
+  lr_ = std::make_unique<LrSchedule>(cfg_.lr);
   loss_ = std::make_unique<SoftmaxCrossEntropy>(*be_);
+  StageContext sc{.be = be_.get(), .model = model_.get(), .range = range_, .opt = opt_.get(),
+                  .loss = loss_.get(), .coord = coord_, .pipe = pipe_.get(), .data = data_.get()};
+  exec_ = std::make_unique<Executor>(sc, ExecutorOptions{.bucketBytes = size_t(cfg_.dp.bucketMb * (1 << 20))});
+  // Phase 2: the checkpoint to resume from (each rank reads its own shard).
   if (!resumeDir_.empty()) {
-    CheckpointStore store(resumeDir_);
-    auto latest = store.latest();
-    if (!latest) throw InputError(resumeDir_ + ": no committed checkpoint to resume from");
-    resumeStepDir_ = *latest;
-    resumeFrom(resumeStepDir_);
+    agree(*world_, [&] {
+      CheckpointStore store(resumeDir_);
+      auto latest = store.latest();
+      if (!latest) throw InputError(resumeDir_ + ": no committed checkpoint to resume from");
+      resumeFrom(*latest);
+    });
+  }
+}
+
+void Trainer::choosePartition() {
+  const size_t nb = model_->numBlocks();
+  if (spec_.stages == 1) {
+    range_ = {0, nb};
+    return;
+  }
+  std::vector<StageRange> parts;
+  if (!cfg_.pipe.partition.empty()) {
+    parts = partitionExplicit(cfg_.pipe.partition, nb, spec_.stages, "pipe.partition");
+  } else {
+    const int64_t rows = replicaBatch_ / cfg_.pipe.microbatches;
+    std::vector<double> cost(nb, 0);
+    if (cfg_.pipe.balance == "macs") {
+      for (size_t i = 0; i < nb; ++i) cost[i] = 3 * model_->blockMacs(i, rows);  // fwd + 2x bwd
+    } else {
+      // Measured forward+backward seconds per block on one micro-batch. Model state touched by
+      // the measurement (BN statistics, dropout stream, gradients) is restored afterwards.
+      std::vector<Tensor> saved;
+      for (Buffer* b : model_->buffers()) saved.push_back(be_->toHost(b->value).clone());
+      const Rng::State rs = model_->dropoutRng().state();
+      Tensor x;
+      for (size_t i = 0; i < nb; ++i) {
+        Shape in = i == 0 ? Shape([&] {
+          std::vector<int64_t> d{rows};
+          for (int64_t v : model_->sampleShape().dims()) d.push_back(v);
+          return d;
+        }()) : model_->blockOutputShape(i - 1, rows);
+        x = be_->empty(in);
+        be_->fill(x, 0.5f);
+        for (int rep = 0; rep < 3; ++rep) {
+          const auto t = Clock::now();
+          Ctx ctx;
+          Tensor y = model_->forward(x, ctx, Mode::kTrain, {i, i + 1});
+          Tensor dy = be_->empty(y.shape());
+          be_->fill(dy, 1e-3f);
+          model_->backward(dy, ctx, {i, i + 1}, i == 0 ? InputGrad::kSkip : InputGrad::kNeeded);
+          be_->synchronize();
+          if (rep > 0) cost[i] += secondsSince(t);
+        }
+      }
+      size_t k = 0;
+      for (Buffer* b : model_->buffers()) be_->copy(saved[k++], b->value);
+      model_->dropoutRng().setState(rs);
+      model_->zeroGrad();
+      world_->allReduceValues(cost, ReduceOp::kAvg);  // every rank must pick the same cut
+    }
+    parts = partitionBalanced(cost, spec_.stages);
+  }
+  range_ = {parts[coord_.stage].begin, parts[coord_.stage].end};
+  if (world_->rank() == 0) {
+    std::ostringstream os;
+    for (int s = 0; s < spec_.stages; ++s)
+      os << (s ? ", " : "") << "stage " << s << " = blocks " << parts[s].begin << ".." << parts[s].end - 1;
+    SW_INFO("partition: " << os.str());
   }
 }
 
@@ -70,89 +191,143 @@ void Trainer::resumeFrom(const std::string& stepDir) {
   CheckpointStore store(resumeDir_);
   Rng::State rs;
   ShardMeta meta;
-  store.readShard(stepDir, 0, *model_, *opt_, progress_, rs, &meta);
+  store.readShard(stepDir, coord_.rank, *model_, range_, *opt_, progress_, rs, &meta);
   if (meta.model != cfg_.model.name)
     throw InputError(stepDir + ": checkpoint is of model '" + meta.model + "', config says '" +
                      cfg_.model.name + "'");
+  if (meta.world != world_->size())
+    throw InputError(stepDir + ": checkpoint was written by " + std::to_string(meta.world) +
+                     " ranks, this job has " + std::to_string(world_->size()));
+  if (meta.algo != cfg_.train.algo)
+    throw InputError(stepDir + ": checkpoint is of train.algo = " + meta.algo + ", config says " + cfg_.train.algo);
   model_->dropoutRng().setState(rs);
 }
 
-float Trainer::trainBatch(const Batch& b, float lr) {
-  Tensor x = be_->fromHost(b.x), y = be_->fromHost(b.labels);
-  Ctx slot;
-  Tensor logits = model_->forward(x, slot, Mode::kTrain);
-  Ctx lctx;
-  LossResult r = loss_->forward(logits, y, lctx);
-  if (!std::isfinite(r.loss))
-    throw NumericError("non-finite training loss " + std::to_string(r.loss) + " at epoch " +
-                       std::to_string(progress_.epoch) + " batch " + std::to_string(progress_.batch) +
-                       " (lower optim.lr?)");
-  Tensor d = loss_->backward(lctx);
-  model_->backward(d, slot, {}, InputGrad::kSkip);
-  progress_.correct += r.correct;
-  progress_.seen += b.size();
-  progress_.lossSum += r.loss;
-  if (++progress_.microbatches == cfg_.train.accumSteps) {
-    const float scale = cfg_.train.accumAverage ? 1.f / float(cfg_.train.accumSteps) : 1.f;
-    opt_->step(lr, scale);
-    model_->zeroGrad();
-    progress_.microbatches = 0;
-    ++progress_.step;
+const Program& Trainer::program(int microbatches, Phase phase) {
+  auto key = std::make_pair(microbatches, int(phase));
+  auto it = programs_.find(key);
+  if (it != programs_.end()) return it->second;
+  ScheduleSpec s = spec_;
+  s.microbatches = microbatches;
+  s.phase = phase;
+  Program p = phase == Phase::kEval ? buildEvalProgram(coord_.stage, s) : sched_->build(coord_.stage, s);
+  return programs_.emplace(key, std::move(p)).first->second;
+}
+
+RoundStats Trainer::runRound(int epoch, int64_t firstBatch, int batches) {
+  const int M = cfg_.pipe.microbatches;
+  const int64_t nb = loader_->batchesPerEpoch();
+  const int64_t shard = loader_->shardSize();
+  std::map<int, Batch> fetched;
+  int nextBatch = 0;
+  RoundInputs ri;
+  ri.phase = Phase::kTrain;
+  ri.fetch = [&](int mb, Batch& out) {
+    const int b = mb / M, p = mb % M;
+    while (nextBatch <= b) {
+      Batch nbatch;
+      if (!loader_->next(nbatch)) throw Error("data loader ended early inside a round");
+      fetched[nextBatch++] = std::move(nbatch);
+    }
+    const Batch& full = fetched.at(b);
+    const int64_t n = full.size();
+    const int64_t r0 = partBegin(n, p, M), r1 = partBegin(n, p + 1, M);
+    out.x = M == 1 ? full.x : full.x.slice(r0, r1);
+    out.labels = M == 1 ? full.labels : full.labels.slice(r0, r1);
+    if (p == M - 1) fetched.erase(b);
+  };
+  ri.rows = [&](int mb) {
+    const int64_t b = firstBatch + mb / M;
+    const int64_t n = std::min(replicaBatch_, shard - b * replicaBatch_);
+    return partBegin(n, mb % M + 1, M) - partBegin(n, mb % M, M);
+  };
+  if (sched_->flushed()) {
+    const float lr = lr_->at(epoch, firstBatch + batches - 1, nb);
+    ri.lr = [lr](int) { return lr; };
+    ri.gradScale = (cfg_.train.accumAverage ? 1.f / float(batches) : 1.f) / float(M);
+  } else {
+    ri.lr = [this, epoch, firstBatch, nb](int k) { return lr_->at(epoch, firstBatch + k, nb); };
   }
-  return r.loss;
+  return exec_->run(program(batches * M, Phase::kTrain), ri);
 }
 
 EvalResult Trainer::evaluate(const Dataset& d) {
-  BatchLoader ev(d, cfg_.train.evalBatchSize, cfg_.train.seed, Shard{}, cfg_.augment, Shuffle::kNo,
+  const int64_t eb = cfg_.train.evalBatchSize;
+  BatchLoader ev(d, eb, cfg_.train.seed, Shard{coord_.replica, spec_.replicas}, cfg_.augment, Shuffle::kNo,
                  DropLast::kNo, Augment::kNo);
   ev.seek(0, 0);
-  Batch b;
-  double lossSum = 0;
-  int64_t correct = 0, n = 0;
-  while (ev.next(b)) {
-    Tensor x = be_->fromHost(b.x), y = be_->fromHost(b.labels);
-    Ctx slot, lctx;
-    Tensor logits = model_->forward(x, slot, Mode::kEval);
-    LossResult r = loss_->forward(logits, y, lctx);
-    lossSum += double(r.loss) * b.size();
-    correct += r.correct;
-    n += b.size();
-  }
+  const int64_t shard = ev.shardSize();
+  RoundInputs ri;
+  ri.phase = Phase::kEval;
+  ri.fetch = [&](int, Batch& out) {
+    if (!ev.next(out)) throw Error("evaluation loader ended early");
+  };
+  ri.rows = [&](int mb) { return std::min(eb, shard - int64_t(mb) * eb); };
+  ri.lr = [](int) { return 0.f; };
+  RoundStats st;
+  if (ev.batchesPerEpoch() > 0) st = exec_->run(program(int(ev.batchesPerEpoch()), Phase::kEval), ri);
+  std::vector<double> v{st.lossSum, double(st.correct), double(st.seen)};
+  world_->allReduceValues(v, ReduceOp::kSum);
   EvalResult e;
-  e.samples = n;
-  e.loss = n ? lossSum / n : 0;
-  e.acc = n ? double(correct) / n : 0;
+  e.samples = int64_t(v[2]);
+  e.loss = v[2] > 0 ? v[0] / v[2] : 0;
+  e.acc = v[2] > 0 ? v[1] / v[2] : 0;
   return e;
 }
 
 void Trainer::checkpoint() {
   if (!ckpt_) return;
-  progress_.metricsBytes = metrics_->bytes();
-  ShardMeta meta{.algo = cfg_.train.algo, .model = cfg_.model.name, .rank = 0, .world = 1,
-                 .configText = cfg_.iniText()};
-  ckpt_->writeShard(progress_.step, meta, *model_, *opt_, progress_, model_->dropoutRng().state());
-  ckpt_->commit(progress_.step, 1, cfg_.checkpoint.keep);
+  progress_.metricsBytes = metrics_ ? metrics_->bytes() : 0;
+  ShardMeta meta{.algo = cfg_.train.algo, .model = cfg_.model.name, .rank = coord_.rank,
+                 .world = world_->size(), .configText = cfg_.iniText()};
+  ckpt_->writeShard(progress_.step, meta, *model_, range_, *opt_, progress_, model_->dropoutRng().state());
+  commitCheckpoint(*world_, [&] { ckpt_->commit(progress_.step, world_->size(), cfg_.checkpoint.keep); });
+}
+
+void Trainer::injectFault() {
+  const FaultSpec& f = cfg_.runtime.fault;
+  if (f.kind.empty() || f.rank != coord_.rank || progress_.step < f.step) return;
+  if (f.kind == "throw")
+    throw Error("injected fault (runtime.fault = throw@" + std::to_string(f.rank) + ":" +
+                std::to_string(f.step) + ") at step " + std::to_string(progress_.step));
+  if (f.kind == "kill") std::raise(SIGKILL);
+  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));  // hang: the watchdog must fire
+}
+
+void Trainer::logProgress(int epoch, int64_t nb, int64_t startBatch, double el, bool tty) {
+  const double rate = double(progress_.batch - startBatch) * double(cfg_.train.batchSize) / std::max(el, 1e-9);
+  const double eta = double(nb - progress_.batch) * double(cfg_.train.batchSize) / std::max(rate, 1e-9);
+  std::ostringstream os;
+  os << "epoch " << epoch + 1 << "/" << cfg_.train.epochs << " [" << progress_.batch << "/" << nb << "] loss "
+     << std::fixed << std::setprecision(4) << progress_.lossSum / std::max<int64_t>(1, progress_.seen) << " acc "
+     << std::setprecision(1) << 100.0 * progress_.correct / std::max<int64_t>(1, progress_.seen) << "% "
+     << std::setprecision(0) << rate << " samples/s ETA " << fmtTime(eta);
+  if (tty) std::fprintf(stderr, "\r%s   ", os.str().c_str());
+  else SW_INFO(os.str());
 }
 
 EvalResult Trainer::run(const std::atomic<bool>* stop) {
-  if (!model_) prepare();
-  fs::create_directories(outDir_);
-  {
-    // The resolved config goes in the run directory; resume reads it back.
-    std::ofstream c(outDir_ + "/config.ini");
+  if (!exec_) prepare();
+  const bool leader = world_->rank() == 0;
+  if (leader) {
+    fs::create_directories(outDir_);
+    std::ofstream c(outDir_ + "/config.ini");  // the resolved config; resume reads it back
     c << "# resolved stagewise config\n" << cfg_.iniText();
+    metrics_ = std::make_unique<MetricsLog>(outDir_ + "/metrics.jsonl", resumeDir_.empty() ? -1 : progress_.metricsBytes);
   }
-  metrics_ = std::make_unique<MetricsLog>(outDir_ + "/metrics.jsonl",
-                                          resumeDir_.empty() ? -1 : progress_.metricsBytes);
   ckpt_ = std::make_unique<CheckpointStore>(outDir_);
-  const bool tty = isatty(STDERR_FILENO);
+  const bool tty = leader && isatty(STDERR_FILENO);
   const int64_t nb = loader_->batchesPerEpoch();
+  const int perRound = sched_->flushed() ? cfg_.train.accumSteps
+                                         : int(cfg_.pipedream.drainEvery > 0 ? std::min<int64_t>(cfg_.pipedream.drainEvery, nb) : nb);
   const auto t0 = Clock::now();
   const double wall0 = progress_.wallSeconds;
   auto wall = [&] { return wall0 + secondsSince(t0); };
-  SW_INFO("model " << cfg_.model.name << ": " << model_->numParams() << " parameters, "
-                   << data_.train.size() << " training samples, " << nb << " batches/epoch, "
-                   << be_->name() << " backend");
+  if (leader)
+    SW_INFO("model " << cfg_.model.name << ": " << model_->numParams() << " parameters, " << dataSplits_.train.size()
+                     << " training samples, " << nb << " batches/epoch, " << be_->name() << " backend, algo "
+                     << cfg_.train.algo << " on " << Topology(world_->size(), spec_.stages).str()
+                     << (spec_.microbatches > 1 ? ", " + std::to_string(spec_.microbatches) + " micro-batches" : ""));
   EvalResult last;
   bool done = false;
   for (int epoch = progress_.epoch; epoch < cfg_.train.epochs && !done; ++epoch) {
@@ -166,28 +341,30 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
     const auto te = Clock::now();
     const int64_t startBatch = progress_.batch;
     auto lastLog = Clock::now();
-    Batch b;
-    while (loader_->next(b)) {
-      const float lr = sched_->at(epoch, progress_.batch, nb);
-      trainBatch(b, lr);
-      ++progress_.batch;
-      const bool stepDone = progress_.microbatches == 0;
-      if (stepDone && cfg_.checkpoint.everySteps > 0 && progress_.step % cfg_.checkpoint.everySteps == 0)
-        checkpoint();
-      const double el = secondsSince(te);
-      if (tty ? secondsSince(lastLog) > 0.5 : secondsSince(lastLog) > cfg_.train.logEverySeconds) {
+    RoundStats epochStats;
+    while (progress_.batch < nb) {
+      injectFault();
+      const int batches = int(std::min<int64_t>(perRound, nb - progress_.batch));
+      const int64_t stepBefore = progress_.step;
+      RoundStats st = runRound(epoch, progress_.batch, batches);
+      epochStats.add(st);
+      rankStats_.add(st);
+      const RoundTotals tot = roundEnd(*world_, st.lossSum, st.correct, st.seen, stop && stop->load());
+      progress_.batch += batches;
+      progress_.step += st.updates;
+      progress_.lossSum += tot.lossSum;
+      progress_.correct += int64_t(tot.correct);
+      progress_.seen += int64_t(tot.seen);
+      if (leader && (tty ? secondsSince(lastLog) > 0.5 : secondsSince(lastLog) > cfg_.train.logEverySeconds)) {
         lastLog = Clock::now();
-        const double rate = double(progress_.batch - startBatch) * cfg_.train.batchSize / std::max(el, 1e-9);
-        const double eta = double(nb - progress_.batch) * cfg_.train.batchSize / std::max(rate, 1e-9);
-        std::ostringstream os;
-        os << "epoch " << epoch + 1 << "/" << cfg_.train.epochs << " [" << progress_.batch << "/" << nb
-           << "] loss " << std::fixed << std::setprecision(4) << progress_.lossSum / progress_.batch
-           << " acc " << std::setprecision(1) << 100.0 * progress_.correct / std::max<int64_t>(1, progress_.seen)
-           << "% " << std::setprecision(0) << rate << " samples/s ETA " << fmtTime(eta);
-        if (tty) std::fprintf(stderr, "\r%s   ", os.str().c_str());
-        else SW_INFO(os.str());
+        logProgress(epoch, nb, startBatch, secondsSince(te), tty);
       }
-      const bool stepLimit = stepDone && cfg_.train.maxSteps > 0 && progress_.step >= cfg_.train.maxSteps;
+      const int64_t every = cfg_.checkpoint.everySteps;
+      if (every > 0 && progress_.step / every != stepBefore / every) {
+        progress_.wallSeconds = wall();
+        checkpoint();
+      }
+      const bool stepLimit = cfg_.train.maxSteps > 0 && progress_.step >= cfg_.train.maxSteps;
       if (stepLimit && progress_.batch == nb) {
         done = true;  // the limit falls on the epoch's end: finish the epoch normally
         break;
@@ -195,15 +372,16 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
       if (stepLimit) {
         // Mid-epoch stop: checkpoint the exact position so a resumed run continues seamlessly.
         if (tty) std::fprintf(stderr, "\n");
-        SW_INFO("train.max_steps = " << cfg_.train.maxSteps << " reached at epoch " << epoch + 1
-                                     << " batch " << progress_.batch);
+        if (leader)
+          SW_INFO("train.max_steps = " << cfg_.train.maxSteps << " reached at epoch " << epoch + 1 << " batch "
+                                       << progress_.batch);
         progress_.wallSeconds = wall();
         checkpoint();
-        return evaluate(data_.test);
+        return evaluate(dataSplits_.test);
       }
-      if (stop && stop->load()) {
+      if (tot.stop) {
         if (tty) std::fprintf(stderr, "\n");
-        SW_INFO("stop requested: checkpointing at step " << progress_.step << " and exiting");
+        if (leader) SW_INFO("stop requested: checkpointing at step " << progress_.step << " and exiting");
         progress_.wallSeconds = wall();
         checkpoint();
         stoppedBySignal_ = true;
@@ -212,25 +390,40 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
     }
     if (tty) std::fprintf(stderr, "\n");
     const double epochSec = secondsSince(te);
-    const int64_t batches = progress_.batch;
+    // Per-rank time split, gathered for the record (idle = blocked on a peer).
+    std::vector<double> ranks(size_t(world_->size()) * 2, 0.0);
+    ranks[size_t(world_->rank()) * 2] = epochStats.wait / std::max(epochStats.total, 1e-9);
+    ranks[size_t(world_->rank()) * 2 + 1] = epochStats.total > 0 ? epochStats.compute / epochStats.total : 0;
+    world_->allReduceValues(ranks, ReduceOp::kSum);
+    const double samples = double(progress_.batch - startBatch) * double(cfg_.train.batchSize);
     MetricsRecord tr{.epoch = epoch, .step = progress_.step, .split = "train",
-                     .loss = batches ? progress_.lossSum / batches : 0,
-                     .acc = progress_.seen ? double(progress_.correct) / progress_.seen : 0,
-                     .samplesPerSec = double(progress_.batch - startBatch) * cfg_.train.batchSize / std::max(epochSec, 1e-9),
-                     .wallSec = wall(),
-                     .extra = {{"lr", sched_->at(epoch, std::max<int64_t>(0, progress_.batch - 1), nb)}}};
-    metrics_->write(tr);
+                     .loss = progress_.seen ? progress_.lossSum / double(progress_.seen) : 0,
+                     .acc = progress_.seen ? double(progress_.correct) / double(progress_.seen) : 0,
+                     .samplesPerSec = samples / std::max(epochSec, 1e-9), .wallSec = wall(),
+                     .extra = {{"lr", lr_->at(epoch, std::max<int64_t>(0, progress_.batch - 1), nb)}}};
+    if (world_->size() > 1) {
+      double idleMax = 0, idleMean = 0;
+      for (int r = 0; r < world_->size(); ++r) {
+        idleMax = std::max(idleMax, ranks[size_t(r) * 2]);
+        idleMean += ranks[size_t(r) * 2] / world_->size();
+        if (world_->size() <= 16) tr.extra.push_back({"idle_rank" + std::to_string(r), ranks[size_t(r) * 2]});
+      }
+      tr.extra.push_back({"idle_mean", idleMean});
+      tr.extra.push_back({"idle_max", idleMax});
+    }
+    if (leader) metrics_->write(tr);
     const auto tv = Clock::now();
-    last = evaluate(data_.test);
-    MetricsRecord te2{.epoch = epoch, .step = progress_.step, .split = "test", .loss = last.loss,
-                      .acc = last.acc, .samplesPerSec = last.samples / std::max(secondsSince(tv), 1e-9),
-                      .wallSec = wall()};
-    metrics_->write(te2);
-    SW_INFO("epoch " << epoch + 1 << "/" << cfg_.train.epochs << ": train loss " << std::fixed
-                     << std::setprecision(4) << tr.loss << " acc " << std::setprecision(2) << 100 * tr.acc
-                     << "% | test loss " << std::setprecision(4) << last.loss << " acc "
-                     << std::setprecision(2) << 100 * last.acc << "% | " << std::setprecision(0)
-                     << tr.samplesPerSec << " samples/s, epoch " << fmtTime(epochSec));
+    last = evaluate(dataSplits_.test);
+    MetricsRecord te2{.epoch = epoch, .step = progress_.step, .split = "test", .loss = last.loss, .acc = last.acc,
+                      .samplesPerSec = double(last.samples) / std::max(secondsSince(tv), 1e-9), .wallSec = wall()};
+    if (leader) {
+      metrics_->write(te2);
+      SW_INFO("epoch " << epoch + 1 << "/" << cfg_.train.epochs << ": train loss " << std::fixed
+                       << std::setprecision(4) << tr.loss << " acc " << std::setprecision(2) << 100 * tr.acc
+                       << "% | test loss " << std::setprecision(4) << last.loss << " acc " << std::setprecision(2)
+                       << 100 * last.acc << "% | " << std::setprecision(0) << tr.samplesPerSec << " samples/s, epoch "
+                       << fmtTime(epochSec));
+    }
     progress_.epoch = epoch + 1;
     progress_.batch = 0;
     progress_.lossSum = 0;

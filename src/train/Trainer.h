@@ -1,12 +1,17 @@
-// Trainer: the single-process training loop (algorithm `bp`): batches -> forward -> loss ->
-// backward -> (accumulate) -> optimizer step, evaluation each epoch, metrics, checkpoints and
-// resume. Everything that can be wrong with the input (config, data, checkpoint) is checked in
-// prepare(), before the run directory is touched.
+// Trainer: the training loop of every algorithm with a stage schedule (bp, dp, mp, gpipe, 1f1b,
+// pipedream) on one rank of a job: builds the topology, this rank's stage of the model and its
+// optimizer, then runs rounds (one optimizer step for flushed schedules, a drained window for
+// pipedream) through the Executor, with evaluation each epoch, metrics, checkpoints and resume.
+// All input is validated in prepare(), on every rank, before the run directory is touched.
+// With no communicator (or a world of one) it is the single-process trainer.
 #pragma once
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 
+#include "comm/Communicator.h"
+#include "comm/Topology.h"
 #include "config/TrainConfig.h"
 #include "coord/Metrics.h"
 #include "data/Loader.h"
@@ -15,6 +20,7 @@
 #include "nn/Model.h"
 #include "optim/LrSchedule.h"
 #include "optim/Optimizer.h"
+#include "schedule/Executor.h"
 
 namespace sw {
 
@@ -25,41 +31,63 @@ struct EvalResult {
 
 class Trainer {
  public:
-  // outDir: run directory (created by run()). resumeDir: continue the run stored there.
-  Trainer(TrainConfig cfg, std::string outDir, std::string resumeDir = "");
+  // outDir: run directory. resumeDir: continue the run stored there. world: the job's ranks
+  // (nullptr = this process alone).
+  Trainer(TrainConfig cfg, std::string outDir, std::string resumeDir = "", Communicator* world = nullptr);
   ~Trainer();
-  // Validates and loads everything; throws InputError subclasses on bad input.
+  // Validates and loads everything (collective). Throws InputError subclasses on bad input on
+  // the failing rank and PeerFailure on the others.
   void prepare();
-  // Trains to the end (or until `stop` becomes true: then checkpoints and returns). Returns the
-  // final test evaluation.
+  // Trains to the end, or until `stop` becomes true on any rank (then checkpoints and returns).
+  // Returns the final test evaluation.
   EvalResult run(const std::atomic<bool>* stop = nullptr);
+  // Pipelined forward over `d` on every rank of the job (collective); global loss/accuracy.
   EvalResult evaluate(const Dataset& d);
-  // One optimizer-step-sized piece of work on a host batch; returns the batch loss.
-  float trainBatch(const Batch& b, float lr);
 
   Model& model() { return *model_; }
   Optimizer& optimizer() { return *opt_; }
   Backend& backend() { return *be_; }
   const TrainConfig& config() const { return cfg_; }
   const TrainProgress& progress() const { return progress_; }
+  const RankCoord& coord() const { return coord_; }
+  BlockRange stageRange() const { return range_; }
   bool stoppedBySignal() const { return stoppedBySignal_; }
+  // Totals since the start of run() on this rank (compute/wait/optimizer seconds).
+  const RoundStats& rankStats() const { return rankStats_; }
 
  private:
+  void setupTopology();
+  void choosePartition();
   void checkpoint();
   void resumeFrom(const std::string& stepDir);
+  void injectFault();
+  const Program& program(int microbatches, Phase phase);
+  RoundStats runRound(int epoch, int64_t firstBatch, int batches);
+  void logProgress(int epoch, int64_t nb, int64_t startBatch, double epochSeconds, bool tty);
+
   TrainConfig cfg_;
   std::string outDir_, resumeDir_;
+  CommPtr self_;
+  Communicator* world_ = nullptr;
+  CommPtr pipe_, data_;
+  RankCoord coord_;
+  std::unique_ptr<Schedule> sched_;
+  ScheduleSpec spec_;
+  int64_t replicaBatch_ = 0;  // samples per replica per batch
   std::unique_ptr<Backend> be_;
-  DataSplits data_;
+  DataSplits dataSplits_;
   std::unique_ptr<Model> model_;
+  BlockRange range_;
   std::unique_ptr<Optimizer> opt_;
-  std::unique_ptr<LrSchedule> sched_;
+  std::unique_ptr<LrSchedule> lr_;
   std::unique_ptr<BatchLoader> loader_;
   std::unique_ptr<MetricsLog> metrics_;
   std::unique_ptr<CheckpointStore> ckpt_;
   std::unique_ptr<SoftmaxCrossEntropy> loss_;
+  std::unique_ptr<Executor> exec_;
+  std::map<std::pair<int, int>, Program> programs_;
   TrainProgress progress_;
-  std::string resumeStepDir_;
+  RoundStats rankStats_;
   bool stoppedBySignal_ = false;
 };
 

@@ -1,0 +1,104 @@
+// Executor: runs one rank's Program. One loop and one switch; timing and tracing happen here,
+// once, for every algorithm. Sends and receives are posted without blocking; a receive is
+// waited for only when its data is consumed, and sends are reaped as they finish (all of them
+// by the end of the round). Gradient averaging over replicas is bucketed and overlapped with the
+// backward that precedes ReduceGrads.
+#pragma once
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "comm/Communicator.h"
+#include "comm/Topology.h"
+#include "data/Loader.h"
+#include "nn/Loss.h"
+#include "nn/Model.h"
+#include "optim/Optimizer.h"
+#include "schedule/Schedule.h"
+
+namespace sw {
+
+// What this rank owns: its stage of the model and how it talks to its neighbours.
+struct StageContext {
+  Backend* be = nullptr;
+  Model* model = nullptr;
+  BlockRange range;              // this stage's blocks
+  Optimizer* opt = nullptr;      // optimizer over this stage's parameters
+  SoftmaxCrossEntropy* loss = nullptr;
+  RankCoord coord;
+  Communicator* pipe = nullptr;  // the replica's pipeline (rank = stage)
+  Communicator* data = nullptr;  // the stage's replicas (gradient averaging)
+};
+
+// Per-round inputs supplied by the trainer.
+struct RoundInputs {
+  Phase phase = Phase::kTrain;
+  // Host micro-batch `mb` of the round (x and labels); called by the first and last stages.
+  std::function<void(int mb, Batch& out)> fetch;
+  // Rows of micro-batch `mb` (every stage: shapes of received tensors).
+  std::function<int64_t(int mb)> rows;
+  // Learning rate of the round's k-th optimizer step.
+  std::function<float(int k)> lr;
+  float gradScale = 1.f;  // multiplies gradients at each optimizer step (averaging)
+};
+
+struct RoundStats {
+  double lossSum = 0;  // sum over samples (last stage only)
+  int64_t correct = 0, seen = 0;
+  int updates = 0;
+  // Seconds spent: forward/backward compute, blocked on receives or reductions, optimizer.
+  double compute = 0, wait = 0, optimizer = 0, total = 0;
+  void add(const RoundStats& o);
+};
+
+struct TraceEvent {
+  Instr in;
+  double start, end;  // seconds since the executor was created
+};
+
+struct ExecutorOptions {
+  size_t bucketBytes = 25u << 20;  // gradient allreduce bucket (PyTorch DDP's default)
+  bool trace = false;              // keep a TraceEvent per compute instruction
+};
+
+class Executor {
+ public:
+  Executor(StageContext ctx, ExecutorOptions opts = {});
+  ~Executor();
+  RoundStats run(const Program& program, const RoundInputs& in);
+  const std::vector<TraceEvent>& trace() const { return trace_; }
+  // Weight version (optimizer steps applied) within the current round.
+  int version() const { return version_; }
+
+ private:
+  struct Slot;
+  struct Bucket;
+  void dispatch(const Instr& in, size_t pc, const Program& program, const RoundInputs& ri, RoundStats& st);
+  void forward(const Instr& in, const RoundInputs& ri, RoundStats& st);
+  void backward(const Instr& in, bool overlapReduce, RoundStats& st);
+  void launchBucket(Bucket& b);
+  void reduceGrads(RoundStats& st);
+  void useVersion(int version);  // swaps stashed weights in (and back with -1)
+  void reapSends();
+  Slot& slot(const Instr& in);
+  Shape inputShape(int64_t rows) const;
+  Shape outputShape(int64_t rows) const;
+
+  StageContext c_;
+  ExecutorOptions opts_;
+  std::vector<Param*> params_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  std::vector<std::unique_ptr<Bucket>> buckets_;   // in backward order
+  std::vector<std::vector<size_t>> blockBuckets_;  // per block of the stage: buckets it completes
+  std::map<int, std::vector<Tensor>> stash_;       // weight version -> parameter values
+  std::vector<Tensor> swapped_;                    // live weights while a stash is swapped in
+  int swappedVersion_ = -1;
+  int version_ = 0;
+  std::vector<WorkPtr> sends_;
+  std::vector<TraceEvent> trace_;
+  std::chrono::steady_clock::time_point t0_;
+};
+
+}  // namespace sw

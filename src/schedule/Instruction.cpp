@@ -1,0 +1,51 @@
+// Printing of instructions.
+#include "schedule/Instruction.h"
+
+#include <sstream>
+
+namespace sw {
+
+const char* opName(Op op) {
+  switch (op) {
+    case Op::kLoad: return "Load";
+    case Op::kForward: return "Forward";
+    case Op::kBackward: return "Backward";
+    case Op::kSendAct: return "SendAct";
+    case Op::kRecvAct: return "RecvAct";
+    case Op::kSendGrad: return "SendGrad";
+    case Op::kRecvGrad: return "RecvGrad";
+    case Op::kReduceGrads: return "ReduceGrads";
+    case Op::kOptimizerStep: return "OptimizerStep";
+    case Op::kStashWeights: return "StashWeights";
+    case Op::kPredictWeights: return "PredictWeights";
+    case Op::kReconstruct: return "Reconstruct";
+    case Op::kLocalLoss: return "LocalLoss";
+    case Op::kComputeTargets: return "ComputeTargets";
+    case Op::kElasticSync: return "ElasticSync";
+    case Op::kCheckpoint: return "Checkpoint";
+  }
+  return "?";
+}
+
+std::string shortStr(const Instr& in) {
+  switch (in.op) {
+    case Op::kForward: return "F" + std::to_string(in.mb);
+    case Op::kBackward: return "B" + std::to_string(in.mb);
+    case Op::kReduceGrads: return "AR";
+    case Op::kOptimizerStep: return "U";
+    default: return opName(in.op);
+  }
+}
+
+std::string str(const Instr& in) {
+  std::ostringstream os;
+  os << opName(in.op);
+  if (in.mb >= 0) os << " mb=" << in.mb;
+  if (in.slot >= 0) os << " slot=" << in.slot;
+  if (in.peer >= 0) os << " peer=" << in.peer;
+  if (in.version >= 0) os << " version=" << in.version;
+  if (in.tag >= 0) os << " tag=" << in.tag;
+  return os.str();
+}
+
+}  // namespace sw

@@ -1,0 +1,63 @@
+// Instruction: one flat, printable unit of a rank's program. Every algorithm is a per-rank
+// Program of Steps of Instrs, run by one Executor (schedule/Executor.h).
+//
+// Index vocabulary, defined once here and used everywhere:
+//   mb       micro-batch index within the round (a round = the work between two drains; for the
+//            flushed schedules one optimizer step, for pipedream `pipedream.drain_every` steps)
+//   slot     activation slot of this rank holding one in-flight micro-batch (Ctx, input, grads)
+//   stage    pipeline position; `peer` of a send/recv is the peer's stage (pipe communicator)
+//   replica  data-parallel copy of the pipeline; ReduceGrads runs over the stage's replicas
+//   version  weight version = optimizer steps this stage has applied in the round; -1 = current
+//   tag      message kind (kTagAct / kTagGrad); MPI keeps per-(peer, tag) order, so sends and
+//            receives on a channel pair up first to first (the Validator checks the mb matches)
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sw {
+
+enum class Op : uint8_t {
+  kLoad,           // fetch micro-batch mb's data (stage 0: inputs; last stage: labels) into slot
+  kForward,        // forward of this stage's blocks on slot (last stage: + loss)
+  kBackward,       // backward on slot (last stage: from the loss); accumulates parameter grads
+  kSendAct,        // send slot's output activation to stage `peer`
+  kRecvAct,        // receive slot's input activation from stage `peer`
+  kSendGrad,       // send slot's input gradient to stage `peer`
+  kRecvGrad,       // receive slot's output gradient from stage `peer`
+  kReduceGrads,    // average parameter gradients over the stage's replicas
+  kOptimizerStep,  // apply accumulated gradients; weight version += 1
+  kStashWeights,   // keep a copy of the current weights as `version` (PipeDream)
+  kPredictWeights, // SpecTrain: predicted weights `version` steps ahead (issue 5)
+  kReconstruct,    // PETRA: rebuild the input from the output by inverting the block (issue 5)
+  kLocalLoss,      // interlocking/local backprop: auxiliary head loss (issue 6)
+  kComputeTargets, // DTP: targets sent top-down (issue 6)
+  kElasticSync,    // Parle: coupling to the replica average (issue 6)
+  kCheckpoint,     // reserved: in-program checkpoint point
+};
+
+constexpr int kTagAct = 1;
+constexpr int kTagGrad = 2;
+
+struct Instr {
+  Op op;
+  int mb = -1;
+  int slot = -1;
+  int peer = -1;
+  int version = -1;
+  int tag = -1;
+  bool operator==(const Instr&) const = default;
+};
+
+// A Step groups one unit of compute with its communication. The Executor posts sends and
+// receives without blocking and waits for a receive only when its data is consumed, so steps
+// are units of the timeline, not barriers.
+using Step = std::vector<Instr>;
+using Program = std::vector<Step>;
+
+const char* opName(Op op);
+// "F3" / "B3" / "sA3>1" ... short form for timelines and errors.
+std::string shortStr(const Instr& in);
+std::string str(const Instr& in);
+
+}  // namespace sw

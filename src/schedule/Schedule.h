@@ -1,0 +1,56 @@
+// Schedule: builds each rank's Program for one round. Pure: no I/O, no communication, no
+// device; the same function feeds the Executor, the Validator and `stagewise schedule`.
+#pragma once
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "schedule/Instruction.h"
+
+namespace sw {
+
+enum class Phase { kTrain, kEval };
+
+struct ScheduleSpec {
+  int stages = 1;
+  int replicas = 1;
+  int microbatches = 1;       // micro-batches in the round
+  bool verticalSync = false;  // pipedream: every stage uses the weight version stage 0 used
+  Phase phase = Phase::kTrain;
+};
+
+class Schedule {
+ public:
+  virtual ~Schedule() = default;
+  virtual std::string_view name() const = 0;
+  // The program of pipeline stage `stage` (every replica runs the same one).
+  virtual Program build(int stage, const ScheduleSpec& spec) const = 0;
+  // True when each optimizer step covers all micro-batches of the round (flushed pipelines
+  // and data parallel); false for pipedream (one step per micro-batch).
+  virtual bool flushed() const { return true; }
+  // Smallest and largest stage count the algorithm accepts (largest 0 = any).
+  virtual int minStages() const { return 1; }
+  virtual int maxStages() const { return 0; }
+};
+
+// Algorithms of this runtime: bp, dp, mp, gpipe, 1f1b, pipedream. Throws ConfigError for an
+// unknown name or one that has no stage schedule yet.
+std::unique_ptr<Schedule> makeSchedule(const std::string& algo);
+bool hasSchedule(const std::string& algo);
+
+// Forward-only program (evaluation): micro-batches stream through the stages.
+Program buildEvalProgram(int stage, const ScheduleSpec& spec);
+
+// Number of activation slots a program uses (largest slot index + 1).
+int numSlots(const Program& p);
+
+namespace detail {
+// Emits one micro-batch's forward or backward with its communication as one Step, following
+// the stage's position in the pipeline (shared by every pipeline schedule).
+Step forwardStep(int stage, int stages, int mb, int slot, int version = -1);
+Step backwardStep(int stage, int stages, int mb, int slot, int version = -1);
+// ReduceGrads (when replicated) + OptimizerStep.
+Step updateStep(const ScheduleSpec& spec);
+}  // namespace detail
+
+}  // namespace sw

@@ -1,0 +1,380 @@
+// Discrete-event simulation of all ranks' programs. Each rank advances through its flattened
+// instructions until it blocks: a Forward/Backward whose received input has no matching send
+// yet, or a ReduceGrads whose replica peers have not all arrived. Sends never block (the
+// Executor waits for them lazily), receives are posted without blocking and pair first-to-first
+// with sends on the same (source, destination, tag) channel, exactly MPI's ordering rule. If a
+// sweep over all ranks makes no progress before every program ends, the schedule deadlocks.
+#include "schedule/Validator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <iomanip>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace sw {
+namespace {
+
+struct SlotSim {
+  int mb = -1;
+  bool input = false, inputPending = false;  // activation/data for Forward
+  double inputReady = 0;
+  bool labels = false;
+  bool live = false;                         // forward done, context held
+  double outputReady = 0;
+  bool gradPending = false, gradIn = false;  // output gradient for Backward
+  double gradReady = 0;
+  bool gradOut = false;                      // backward done, input gradient to send
+  double gradOutReady = 0;
+};
+
+struct RankSim {
+  std::vector<std::pair<int, Instr>> code;  // (step index, instruction)
+  size_t pc = 0;
+  double clock = 0;
+  std::vector<SlotSim> slots;
+  int version = 0;
+  std::set<int> stash;
+  int reduces = 0;
+};
+
+struct PendingSend {
+  int mb;
+  double time;
+};
+struct PendingRecv {
+  int rank, slot, mb;
+  bool grad;
+};
+
+class Sim {
+ public:
+  Sim(const std::vector<Program>& progs, const ScheduleSpec& spec, const SimCosts& costs)
+      : spec_(spec), costs_(costs) {
+    ranks_.resize(progs.size());
+    for (size_t r = 0; r < progs.size(); ++r) {
+      for (size_t s = 0; s < progs[r].size(); ++s)
+        for (const Instr& in : progs[r][s]) ranks_[r].code.push_back({int(s), in});
+      ranks_[r].slots.resize(std::max(1, numSlots(progs[r])));
+    }
+    res_.busy.assign(progs.size(), 0);
+  }
+
+  SimResult run() {
+    for (;;) {
+      bool progress = false, allDone = true;
+      for (size_t r = 0; r < ranks_.size() && res_.ok; ++r) {
+        while (res_.ok && ranks_[r].pc < ranks_[r].code.size() && advance(int(r))) progress = true;
+        if (ranks_[r].pc < ranks_[r].code.size()) allDone = false;
+      }
+      if (!res_.ok) return res_;
+      if (allDone) break;
+      if (!progress) {
+        std::ostringstream os;
+        os << "deadlock: every unfinished rank is blocked:";
+        for (size_t r = 0; r < ranks_.size(); ++r)
+          if (ranks_[r].pc < ranks_[r].code.size())
+            os << " [rank " << r << " step " << ranks_[r].code[ranks_[r].pc].first << ": "
+               << str(ranks_[r].code[ranks_[r].pc].second) << "]";
+        return fail(os.str());
+      }
+    }
+    for (auto& [key, q] : sends_)
+      if (!q.empty())
+        return fail("rank " + std::to_string(std::get<0>(key)) + " sends mb " + std::to_string(q.front().mb) +
+                    " to rank " + std::to_string(std::get<1>(key)) + " (tag " + std::to_string(std::get<2>(key)) +
+                    ") but no receive matches it");
+    for (auto& [key, q] : recvs_)
+      if (!q.empty())
+        return fail("rank " + std::to_string(std::get<1>(key)) + " receives mb " + std::to_string(q.front().mb) +
+                    " from rank " + std::to_string(std::get<0>(key)) + " but nothing is sent");
+    for (size_t r = 0; r < ranks_.size(); ++r)
+      for (size_t s = 0; s < ranks_[r].slots.size(); ++s)
+        if (ranks_[r].slots[s].mb >= 0)
+          return fail("rank " + std::to_string(r) + " ends with slot " + std::to_string(s) +
+                      " still holding mb " + std::to_string(ranks_[r].slots[s].mb));
+    for (auto& [stage, arrivals] : reduceArrivals_)
+      for (auto& a : arrivals)
+        if (int(a.size()) != spec_.replicas)
+          return fail("ReduceGrads of stage " + std::to_string(stage) + " reached by " +
+                      std::to_string(a.size()) + " of " + std::to_string(spec_.replicas) + " replicas");
+    for (const RankSim& r : ranks_) res_.makespan = std::max(res_.makespan, r.clock);
+    for (size_t r = 0; r < ranks_.size(); ++r)
+      res_.idleFraction.push_back(res_.makespan > 0 ? 1.0 - res_.busy[r] / res_.makespan : 0.0);
+    return res_;
+  }
+
+ private:
+  using Key = std::tuple<int, int, int>;  // (source rank, destination rank, tag)
+  int stageOf(int rank) const { return rank % spec_.stages; }
+  int rankOfStage(int rank, int stage) const { return rank - stageOf(rank) + stage; }
+
+  SimResult fail(const std::string& msg) {
+    if (res_.ok) {
+      res_.ok = false;
+      res_.error = msg;
+    }
+    return res_;
+  }
+  bool bad(int rank, const Instr& in, const std::string& why) {
+    fail("rank " + std::to_string(rank) + " (stage " + std::to_string(stageOf(rank)) + ") at " +
+         str(in) + ": " + why);
+    return false;
+  }
+
+  void match(const Key& k) {
+    auto& sq = sends_[k];
+    auto& rq = recvs_[k];
+    while (!sq.empty() && !rq.empty()) {
+      PendingSend s = sq.front();
+      PendingRecv r = rq.front();
+      sq.pop_front();
+      rq.pop_front();
+      if (s.mb != r.mb) {
+        fail("rank " + std::to_string(std::get<0>(k)) + " sends mb " + std::to_string(s.mb) + " to rank " +
+             std::to_string(std::get<1>(k)) + " (tag " + std::to_string(std::get<2>(k)) +
+             ") where that rank's matching receive expects mb " + std::to_string(r.mb));
+        return;
+      }
+      SlotSim& sl = ranks_[r.rank].slots[r.slot];
+      if (r.grad) {
+        sl.gradPending = false;
+        sl.gradIn = true;
+        sl.gradReady = s.time;
+      } else {
+        sl.inputPending = false;
+        sl.input = true;
+        sl.inputReady = s.time;
+      }
+      ++res_.messages;
+    }
+  }
+
+  void record(int rank, const Instr& in, double start, double end) {
+    res_.events.push_back({rank, in, start, end});
+    res_.busy[rank] += end - start;
+  }
+
+  bool checkVersion(int rank, const Instr& in) {
+    RankSim& R = ranks_[rank];
+    if (in.version < 0 || in.version == R.version || R.stash.count(in.version)) return true;
+    return bad(rank, in, "weight version " + std::to_string(in.version) + " is neither current (" +
+                             std::to_string(R.version) + ") nor stashed");
+  }
+
+  // Executes the rank's next instruction if it can; false when blocked (or on a violation).
+  bool advance(int rank) {
+    RankSim& R = ranks_[rank];
+    const Instr in = R.code[R.pc].second;
+    const int stage = stageOf(rank);
+    const bool first = stage == 0, last = stage == spec_.stages - 1;
+    const bool eval = spec_.phase == Phase::kEval;
+    auto slot = [&]() -> SlotSim* {
+      if (in.slot < 0 || in.slot >= int(R.slots.size())) {
+        bad(rank, in, "no slot");
+        return nullptr;
+      }
+      return &R.slots[in.slot];
+    };
+    auto peerRank = [&]() -> int {
+      if (in.peer < 0 || in.peer >= spec_.stages || in.peer == stage) {
+        bad(rank, in, "invalid peer stage");
+        return -1;
+      }
+      return rankOfStage(rank, in.peer);
+    };
+    switch (in.op) {
+      case Op::kLoad: {
+        SlotSim* s = slot();
+        if (!s) return false;
+        if (!first && !last) return bad(rank, in, "only the first and last stages load data");
+        if (s->mb >= 0 && s->mb != in.mb) return bad(rank, in, "slot still holds mb " + std::to_string(s->mb));
+        s->mb = in.mb;
+        if (first) {
+          s->input = true;
+          s->inputReady = R.clock;
+        }
+        if (last) s->labels = true;
+        break;
+      }
+      case Op::kRecvAct: {
+        SlotSim* s = slot();
+        int src = peerRank();
+        if (!s || src < 0) return false;
+        if (first) return bad(rank, in, "stage 0 has no upstream activation");
+        if (s->mb >= 0) return bad(rank, in, "slot still holds mb " + std::to_string(s->mb));
+        s->mb = in.mb;
+        s->inputPending = true;
+        Key k{src, rank, in.tag};
+        recvs_[k].push_back({rank, in.slot, in.mb, false});
+        match(k);
+        break;
+      }
+      case Op::kForward: {
+        SlotSim* s = slot();
+        if (!s) return false;
+        if (s->mb != in.mb) return bad(rank, in, "slot holds mb " + std::to_string(s->mb));
+        if (s->live) return bad(rank, in, "slot already holds a forward context");
+        if (s->inputPending) return false;  // blocked on the receive
+        if (!s->input) return bad(rank, in, "input neither loaded nor received");
+        if (last && !s->labels) return bad(rank, in, "last stage computes the loss without labels");
+        if (!checkVersion(rank, in)) return false;
+        const double start = std::max(R.clock, s->inputReady);
+        R.clock = start + costs_.forward;
+        record(rank, in, start, R.clock);
+        s->outputReady = R.clock;
+        if (eval && last) *s = SlotSim{};
+        else s->live = true;
+        break;
+      }
+      case Op::kSendAct: {
+        SlotSim* s = slot();
+        int dst = peerRank();
+        if (!s || dst < 0) return false;
+        if (!s->live || s->mb != in.mb) return bad(rank, in, "no forward output of this mb in the slot");
+        if (in.peer != stage + 1) return bad(rank, in, "activations go to the next stage");
+        Key k{rank, dst, in.tag};
+        sends_[k].push_back({in.mb, s->outputReady});
+        match(k);
+        if (eval) *s = SlotSim{};
+        break;
+      }
+      case Op::kRecvGrad: {
+        SlotSim* s = slot();
+        int src = peerRank();
+        if (!s || src < 0) return false;
+        if (!s->live || s->mb != in.mb) return bad(rank, in, "gradient for a mb whose forward context is not here");
+        s->gradPending = true;
+        Key k{src, rank, in.tag};
+        recvs_[k].push_back({rank, in.slot, in.mb, true});
+        match(k);
+        break;
+      }
+      case Op::kBackward: {
+        SlotSim* s = slot();
+        if (!s) return false;
+        if (eval) return bad(rank, in, "backward in an evaluation program");
+        if (!s->live || s->mb != in.mb) return bad(rank, in, "no forward context of this mb in the slot");
+        if (s->gradPending) return false;  // blocked on the receive
+        if (!last && !s->gradIn) return bad(rank, in, "output gradient never received");
+        if (!checkVersion(rank, in)) return false;
+        const double start = std::max(R.clock, last ? 0.0 : s->gradReady);
+        R.clock = start + costs_.backward;
+        record(rank, in, start, R.clock);
+        if (first) {
+          *s = SlotSim{};
+        } else {
+          s->live = false;
+          s->gradOut = true;
+          s->gradOutReady = R.clock;
+        }
+        break;
+      }
+      case Op::kSendGrad: {
+        SlotSim* s = slot();
+        int dst = peerRank();
+        if (!s || dst < 0) return false;
+        if (!s->gradOut || s->mb != in.mb) return bad(rank, in, "no input gradient of this mb in the slot");
+        if (in.peer != stage - 1) return bad(rank, in, "gradients go to the previous stage");
+        Key k{rank, dst, in.tag};
+        sends_[k].push_back({in.mb, s->gradOutReady});
+        match(k);
+        *s = SlotSim{};
+        break;
+      }
+      case Op::kReduceGrads: {
+        auto& arrivals = reduceArrivals_[stage];
+        if (int(arrivals.size()) <= R.reduces) arrivals.resize(R.reduces + 1);
+        auto& a = arrivals[R.reduces];
+        if (!a.count(rank)) a[rank] = R.clock;
+        if (int(a.size()) < spec_.replicas) return false;  // waiting for the other replicas
+        double t = 0;
+        for (auto& [r, tr] : a) t = std::max(t, tr);
+        R.clock = std::max(R.clock, t);
+        ++R.reduces;
+        break;
+      }
+      case Op::kOptimizerStep: {
+        const double start = R.clock;
+        R.clock += costs_.update;
+        if (costs_.update > 0) record(rank, in, start, R.clock);
+        ++R.version;
+        // A version nobody stashed is dead once the weights move on.
+        for (auto it = R.stash.begin(); it != R.stash.end();) {
+          bool used = false;
+          for (size_t j = R.pc + 1; j < R.code.size() && !used; ++j)
+            used = R.code[j].second.version == *it;
+          it = used ? std::next(it) : R.stash.erase(it);
+        }
+        break;
+      }
+      case Op::kStashWeights:
+        if (in.version != R.version)
+          return bad(rank, in, "stashes version " + std::to_string(in.version) + " while the weights are at " +
+                                   std::to_string(R.version));
+        R.stash.insert(in.version);
+        break;
+      default:
+        return bad(rank, in, "instruction not simulated by this validator");
+    }
+    ++R.pc;
+    return true;
+  }
+
+  ScheduleSpec spec_;
+  SimCosts costs_;
+  std::vector<RankSim> ranks_;
+  std::map<Key, std::deque<PendingSend>> sends_;
+  std::map<Key, std::deque<PendingRecv>> recvs_;
+  std::map<int, std::vector<std::map<int, double>>> reduceArrivals_;
+  SimResult res_;
+};
+
+}  // namespace
+
+SimResult simulatePrograms(const std::vector<Program>& programs, const ScheduleSpec& spec,
+                           const SimCosts& costs) {
+  return Sim(programs, spec, costs).run();
+}
+
+SimResult simulate(const Schedule& sched, const ScheduleSpec& spec, const SimCosts& costs) {
+  std::vector<Program> progs;
+  for (int r = 0; r < spec.stages * spec.replicas; ++r)
+    progs.push_back(spec.phase == Phase::kEval ? buildEvalProgram(r % spec.stages, spec)
+                                               : sched.build(r % spec.stages, spec));
+  return simulatePrograms(progs, spec, costs);
+}
+
+std::string renderTimeline(const SimResult& r, const ScheduleSpec& spec) {
+  std::ostringstream os;
+  if (!r.ok) {
+    os << "INVALID: " << r.error << "\n";
+    return os.str();
+  }
+  const int cols = int(std::ceil(r.makespan));
+  const int ranks = spec.stages * spec.replicas;
+  std::vector<std::vector<std::string>> grid(ranks, std::vector<std::string>(cols, "."));
+  int width = 1;
+  for (const TimelineEvent& e : r.events) {
+    const std::string label = shortStr(e.in);
+    width = std::max(width, int(label.size()));
+    for (int t = int(std::floor(e.start)); t < int(std::ceil(e.end)) && t < cols; ++t)
+      grid[e.rank][t] = label;
+  }
+  for (int k = 0; k < ranks; ++k) {
+    os << "rank " << std::setw(2) << k << " (stage " << k % spec.stages;
+    if (spec.replicas > 1) os << ", replica " << k / spec.stages;
+    os << ") |";
+    for (int t = 0; t < cols; ++t) os << std::setw(width) << grid[k][t] << (t + 1 < cols ? " " : "");
+    os << "| idle " << std::fixed << std::setprecision(1) << 100.0 * r.idleFraction[k] << "%\n";
+  }
+  double mean = 0;
+  for (double f : r.idleFraction) mean += f;
+  os << "makespan " << r.makespan << " time units, mean idle " << std::fixed << std::setprecision(1)
+     << 100.0 * mean / std::max(1, ranks) << "%, " << r.messages << " messages\n";
+  return os.str();
+}
+
+}  // namespace sw

@@ -1,0 +1,43 @@
+// Validator: runs every rank's Program together in a discrete-event simulation (no MPI, no
+// device) and proves the schedule sound: each send meets exactly one receive (same channel,
+// same micro-batch), every slot is written before it is read and never holds two live
+// micro-batches, weight versions exist when used, collectives are reached by every member, and
+// nothing deadlocks. With unit costs per forward/backward it also yields each rank's timeline
+// and idle fraction (what `stagewise schedule` prints).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "schedule/Schedule.h"
+
+namespace sw {
+
+struct SimCosts {
+  double forward = 1.0, backward = 2.0;  // per micro-batch and stage
+  double update = 0.0;                   // optimizer step
+};
+
+struct TimelineEvent {
+  int rank;
+  Instr in;
+  double start, end;
+};
+
+struct SimResult {
+  bool ok = true;
+  std::string error;                 // first violation, naming the rank and instruction
+  double makespan = 0;
+  std::vector<double> busy;          // per rank
+  std::vector<double> idleFraction;  // per rank: 1 - busy / makespan
+  std::vector<TimelineEvent> events; // forward/backward/update spans
+  int messages = 0;                  // matched send/receive pairs
+};
+
+// Simulates stages x replicas ranks (rank = replica * stages + stage).
+SimResult simulate(const Schedule& sched, const ScheduleSpec& spec, const SimCosts& costs = {});
+SimResult simulatePrograms(const std::vector<Program>& programs, const ScheduleSpec& spec,
+                           const SimCosts& costs = {});
+// Text timeline: one row per rank, one column per time unit.
+std::string renderTimeline(const SimResult& r, const ScheduleSpec& spec);
+
+}  // namespace sw

@@ -1,0 +1,16 @@
+// Factories of the algorithm schedules (one file per algorithm in this folder).
+#pragma once
+#include <memory>
+#include <string>
+
+#include "schedule/Schedule.h"
+
+namespace sw {
+
+std::unique_ptr<Schedule> makeDataParallel(const std::string& name);  // bp (1 rank) and dp
+std::unique_ptr<Schedule> makeModelParallel();                        // mp
+std::unique_ptr<Schedule> makeGPipe();                                // gpipe
+std::unique_ptr<Schedule> makeOneFOneB();                             // 1f1b
+std::unique_ptr<Schedule> makePipeDream();                            // pipedream
+
+}  // namespace sw
