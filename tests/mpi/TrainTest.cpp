@@ -1,0 +1,214 @@
+// Distributed training against single-process truth, under mpirun with 2, 3 and 4 ranks. Every
+// rank also trains the single-process reference on its own (self communicator) and compares the
+// parameters of the blocks it owns:
+//   dp on N ranks            == bp on the full batch (1e-5 relative; the allreduce reorders sums)
+//   mp, 1f1b (S = N stages)  == bp with the same accumulation, bitwise (same arithmetic order)
+//   gpipe                    == the same within 1e-6 (backward runs last-in-first-out)
+//   pipedream, drained every mini-batch == bp bitwise (no staleness); with staleness it trains
+//   S stages x R replicas    == bp on the full batch (1e-5)
+//   stop at max_steps + resume == uninterrupted, bitwise, across ranks
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "comm/Mpi.h"
+#include "config/TrainConfig.h"
+#include "coord/Coordinator.h"
+#include "data/Dataset.h"
+#include "nn/Zoo.h"
+#include "train/Trainer.h"
+
+namespace fs = std::filesystem;
+
+namespace sw {
+namespace {
+
+MpiRuntime& runtime() {
+  static MpiRuntime rt(nullptr, nullptr);
+  return rt;
+}
+
+// A directory shared by all ranks of this test (rank 0 picks the name).
+std::string sharedDir(const std::string& name) {
+  Communicator& w = runtime().world();
+  std::string d = w.rank() == 0 ? ::testing::TempDir() + "/swmpi_" + name + "_" + std::to_string(::getpid()) : "";
+  w.broadcastString(d, 0);
+  if (w.rank() == 0) fs::remove_all(d);
+  w.barrier();
+  return d;
+}
+
+TrainConfig cfgWith(std::vector<std::string> extra) {
+  std::vector<std::string> o = {"data.name=synthetic", "data.synthetic_train=384", "data.synthetic_test=128",
+                                "data.synthetic_shape=1,8,8", "model.name=mlp", "model.hidden=48,40,32",
+                                "train.batch_size=48", "train.epochs=2", "optim.lr=0.05", "runtime.threads=1",
+                                "train.seed=11", "checkpoint.every_epochs=0"};
+  o.insert(o.end(), extra.begin(), extra.end());
+  return parseConfig("", o);
+}
+
+std::vector<float> stageParams(Trainer& t, BlockRange r) {
+  std::vector<float> v;
+  for (Param* p : t.model().params(r)) v.insert(v.end(), p->value.data(), p->value.data() + p->value.numel());
+  return v;
+}
+
+// Trains `dist` on the world and `ref` alone on this rank; compares this rank's blocks.
+void expectMatches(const std::vector<std::string>& dist, const std::vector<std::string>& ref, double relTol,
+                   const std::string& name) {
+  Communicator& w = runtime().world();
+  const std::string dir = sharedDir(name);
+  Trainer d(cfgWith(dist), dir + "/dist", "", &w);
+  d.prepare();
+  EvalResult ed = d.run();
+  Trainer s(cfgWith(ref), dir + "/ref_" + std::to_string(w.rank()));
+  s.prepare();
+  EvalResult es = s.run();
+  const auto a = stageParams(d, d.stageRange()), b = stageParams(s, d.stageRange());
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_FALSE(a.empty());
+  double maxRel = 0;
+  size_t differ = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i] != b[i]) ++differ;
+    maxRel = std::max(maxRel, std::abs(double(a[i]) - b[i]) / std::max(1e-3, std::abs(double(b[i]))));
+  }
+  if (relTol == 0) EXPECT_EQ(differ, 0u) << name << ": " << differ << " of " << a.size() << " parameters differ";
+  else EXPECT_LE(maxRel, relTol) << name;
+  EXPECT_NEAR(ed.acc, es.acc, relTol == 0 ? 0 : 0.02) << name;
+  w.barrier();
+}
+
+std::string n() { return std::to_string(runtime().world().size()); }
+
+TEST(Train, DataParallelEqualsFullBatchBackprop) {
+  expectMatches({"train.algo=dp"}, {"train.algo=bp"}, 1e-5, "dp");
+}
+
+TEST(Train, ModelParallelEqualsBackpropBitwise) {
+  expectMatches({"train.algo=mp", "pipe.microbatches=3", "pipe.balance=macs"},
+                {"train.algo=bp", "train.batch_size=16", "train.accum_steps=3"}, 0, "mp");
+}
+
+TEST(Train, OneFOneBEqualsBackpropBitwise) {
+  expectMatches({"train.algo=1f1b", "pipe.microbatches=4", "pipe.balance=macs"},
+                {"train.algo=bp", "train.batch_size=12", "train.accum_steps=4"}, 0, "1f1b");
+}
+
+TEST(Train, GPipeEqualsBackprop) {
+  expectMatches({"train.algo=gpipe", "pipe.microbatches=4", "pipe.balance=time"},
+                {"train.algo=bp", "train.batch_size=12", "train.accum_steps=4"}, 1e-5, "gpipe");
+}
+
+TEST(Train, DrainedPipeDreamEqualsBackpropBitwise) {
+  expectMatches({"train.algo=pipedream", "pipedream.drain_every=1", "train.batch_size=16"},
+                {"train.algo=bp", "train.batch_size=16"}, 0, "pipedream_drained");
+}
+
+TEST(Train, StagesTimesReplicasEqualsFullBatch) {
+  if (runtime().world().size() % 2 != 0) GTEST_SKIP() << "needs an even rank count";
+  const std::string s = std::to_string(runtime().world().size() / 2);
+  expectMatches({"train.algo=1f1b", "pipe.stages=" + s, "pipe.microbatches=2", "pipe.balance=macs"},
+                {"train.algo=bp", "train.batch_size=24", "train.accum_steps=2"}, 1e-5, "stages_x_replicas");
+}
+
+// PipeDream with vertical sync is exactly SGD with delayed gradients: every stage applies the
+// k-th update from the gradient of mini-batch k-1 taken at the model version stage 0 used for
+// it, W(max(0, j - (S-1))) for the j-th mini-batch of a round (rounds start drained). The
+// reference below runs that recurrence on one process with whole-model forward/backward.
+TEST(Train, VerticalSyncPipeDreamEqualsDelayedSgd) {
+  Communicator& w = runtime().world();
+  const int S = w.size();
+  const std::vector<std::string> o{"train.algo=pipedream", "pipedream.vertical_sync=true", "pipedream.drain_every=10",
+                                   "train.batch_size=16", "optim.momentum=0.9", "optim.lr=0.03"};
+  Trainer d(cfgWith(o), sharedDir("delayed") + "/d", "", &w);
+  d.prepare();
+  d.run();
+
+  TrainConfig cfg = cfgWith(o);
+  auto be = makeBackend(cfg.runtime);
+  DataSplits data = loadData(cfg.data);
+  BatchLoader loader(data.train, cfg.train.batchSize, cfg.train.seed, Shard{}, cfg.augment, Shuffle::kYes,
+                     DropLast::kNo, Augment::kYes);
+  auto model = buildModel(*be, cfg.model, loader.sampleShape(), data.train.classes, cfg.train.seed);
+  Optimizer opt(*be, model->params(), cfg.optim);
+  LrSchedule lr(cfg.lr);
+  SoftmaxCrossEntropy loss(*be);
+  auto params = model->params();
+  auto snapshot = [&] {
+    std::vector<Tensor> v;
+    for (Param* p : params) v.push_back(p->value.clone());
+    return v;
+  };
+  const int64_t nb = loader.batchesPerEpoch();
+  for (int e = 0; e < cfg.train.epochs; ++e) {
+    loader.seek(e, 0);
+    std::vector<std::vector<Tensor>> versions;  // weights at each version of the round
+    for (int64_t b = 0; b < nb; ++b) {
+      const int j = int(b % cfg.pipedream.drainEvery);
+      if (j == 0) versions.clear();
+      versions.push_back(snapshot());
+      Batch batch;
+      ASSERT_TRUE(loader.next(batch));
+      const auto& use = versions[size_t(std::max(0, j - (S - 1)))];
+      std::vector<Tensor> live;
+      for (size_t i = 0; i < params.size(); ++i) {
+        live.push_back(params[i]->value);
+        params[i]->value = use[i].clone();
+      }
+      Ctx ctx, lctx;
+      Tensor logits = model->forward(batch.x, ctx, Mode::kTrain);
+      loss.forward(logits, batch.labels, lctx);
+      model->backward(loss.backward(lctx), ctx);
+      for (size_t i = 0; i < params.size(); ++i) params[i]->value = live[i];
+      opt.step(lr.at(e, b, nb));
+      model->zeroGrad();
+    }
+  }
+  const auto a = stageParams(d, d.stageRange());
+  std::vector<float> ref;
+  for (Param* p : model->params(d.stageRange()))
+    ref.insert(ref.end(), p->value.data(), p->value.data() + p->value.numel());
+  EXPECT_EQ(a, ref) << "stage " << d.coord().stage;
+  w.barrier();
+}
+
+TEST(Train, StopAndResumeAcrossRanksIsBitIdentical) {
+  Communicator& w = runtime().world();
+  const std::string dir = sharedDir("resume");
+  const std::vector<std::string> base{"train.algo=1f1b", "pipe.microbatches=2", "pipe.balance=macs",
+                                      "train.epochs=3", "optim.name=adam", "optim.lr=0.005"};
+  Trainer ref(cfgWith(base), dir + "/ref", "", &w);
+  ref.prepare();
+  ref.run();
+  {
+    auto c = cfgWith(base);
+    c.train.maxSteps = 11;  // mid-epoch (8 steps per epoch)
+    Trainer a(c, dir + "/run", "", &w);
+    a.prepare();
+    a.run();
+  }
+  Trainer b(cfgWith(base), dir + "/run", dir + "/run", &w);
+  b.prepare();
+  EXPECT_EQ(b.progress().step, 11);
+  b.run();
+  EXPECT_EQ(stageParams(b, b.stageRange()), stageParams(ref, ref.stageRange()));
+  // A checkpoint of another world size is refused on every rank (status 2, nobody hangs).
+  w.barrier();
+}
+
+TEST(Train, BadInputOnOneRankStopsEveryRank) {
+  Communicator& w = runtime().world();
+  if (w.size() < 2) GTEST_SKIP();
+  // pipe.stages that does not divide the world is caught before data is read, on every rank.
+  Trainer t(cfgWith({"train.algo=1f1b", "pipe.stages=" + std::to_string(w.size() + 1)}), sharedDir("bad") + "/x", "", &w);
+  EXPECT_THROW(t.prepare(), InputError);
+  // Resuming from a directory with no checkpoint: InputError on every rank.
+  Trainer r(cfgWith({"train.algo=dp"}), sharedDir("bad2") + "/x", sharedDir("bad3"), &w);
+  EXPECT_THROW(r.prepare(), InputError);
+}
+
+}  // namespace
+}  // namespace sw
