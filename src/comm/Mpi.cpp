@@ -54,14 +54,15 @@ class MpiWork : public Work {
           Tensor scaled = {})
       : req_(req), what_(std::move(what)), timeout_(timeout), keep_(std::move(keep)),
         scale_(scale), scaled_(std::move(scaled)) {}
+  // Never blocks: an unfinished operation here means the rank is unwinding from an error. The
+  // request is released to complete (or die with the job) in the background, and its buffer is
+  // deliberately leaked so MPI can never write into freed memory.
   ~MpiWork() override {
-    if (req_ != MPI_REQUEST_NULL) {
-      try {
-        wait();
-      } catch (...) {
-        // Destructors must not throw; the job is going down through another path.
-      }
-    }
+    if (req_ == MPI_REQUEST_NULL) return;
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Request_free(&req_);
+    if (keep_.defined()) new Tensor(std::move(keep_));
   }
   bool done() override {
     if (req_ == MPI_REQUEST_NULL) return true;
