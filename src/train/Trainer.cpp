@@ -6,6 +6,7 @@
 // position and partial-epoch sums.
 #include "train/Trainer.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -390,10 +391,18 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
     }
     if (tty) std::fprintf(stderr, "\n");
     const double epochSec = secondsSince(te);
-    // Per-rank time split, gathered for the record (idle = blocked on a peer).
-    std::vector<double> ranks(size_t(world_->size()) * 2, 0.0);
-    ranks[size_t(world_->rank()) * 2] = epochStats.wait / std::max(epochStats.total, 1e-9);
-    ranks[size_t(world_->rank()) * 2 + 1] = epochStats.total > 0 ? epochStats.compute / epochStats.total : 0;
+    // Per-rank time split and memory, gathered for the record: idle fraction (blocked on a peer
+    // or a reduction), blocked milliseconds per optimizer step, peak resident memory.
+    constexpr size_t kPer = 3;
+    std::vector<double> ranks(size_t(world_->size()) * kPer, 0.0);
+    {
+      const size_t me = size_t(world_->rank()) * kPer;
+      struct rusage ru {};
+      getrusage(RUSAGE_SELF, &ru);
+      ranks[me] = epochStats.wait / std::max(epochStats.total, 1e-9);
+      ranks[me + 1] = 1e3 * epochStats.wait / std::max(1, epochStats.updates);
+      ranks[me + 2] = double(ru.ru_maxrss) / 1024.0;
+    }
     world_->allReduceValues(ranks, ReduceOp::kSum);
     const double samples = double(progress_.batch - startBatch) * double(cfg_.train.batchSize);
     MetricsRecord tr{.epoch = epoch, .step = progress_.step, .split = "train",
@@ -401,15 +410,22 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
                      .acc = progress_.seen ? double(progress_.correct) / double(progress_.seen) : 0,
                      .samplesPerSec = samples / std::max(epochSec, 1e-9), .wallSec = wall(),
                      .extra = {{"lr", lr_->at(epoch, std::max<int64_t>(0, progress_.batch - 1), nb)}}};
-    if (world_->size() > 1) {
-      double idleMax = 0, idleMean = 0;
+    {
+      double idleMax = 0, idleMean = 0, rssMax = 0;
       for (int r = 0; r < world_->size(); ++r) {
-        idleMax = std::max(idleMax, ranks[size_t(r) * 2]);
-        idleMean += ranks[size_t(r) * 2] / world_->size();
-        if (world_->size() <= 16) tr.extra.push_back({"idle_rank" + std::to_string(r), ranks[size_t(r) * 2]});
+        const size_t k = size_t(r) * kPer;
+        idleMax = std::max(idleMax, ranks[k]);
+        idleMean += ranks[k] / world_->size();
+        rssMax = std::max(rssMax, ranks[k + 2]);
+        if (world_->size() > 1 && world_->size() <= 16) {
+          tr.extra.push_back({"idle_rank" + std::to_string(r), ranks[k]});
+          tr.extra.push_back({"wait_ms_per_step_rank" + std::to_string(r), ranks[k + 1]});
+          tr.extra.push_back({"peak_rss_mb_rank" + std::to_string(r), ranks[k + 2]});
+        }
       }
       tr.extra.push_back({"idle_mean", idleMean});
       tr.extra.push_back({"idle_max", idleMax});
+      tr.extra.push_back({"peak_rss_mb_max", rssMax});
     }
     if (leader) metrics_->write(tr);
     const auto tv = Clock::now();
