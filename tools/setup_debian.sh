@@ -10,6 +10,7 @@ PKGS=(build-essential cmake ninja-build pkg-config
       libgtest-dev googletest
       zlib1g-dev
       dataset-fashion-mnist
+      slurmctld slurmd slurm-client munge
       python3-torch python3-h5py python3-numpy python3-matplotlib)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -125,17 +125,18 @@ TEST(Comm, WatchdogTimesOutOnASilentPeer) {
   Communicator& w = runtime().world();
   if (w.size() < 2) GTEST_SKIP() << "needs 2 ranks";
   auto sub = w.split(0, w.rank(), "watchdog");
-  sub->setOptions({.timeoutSeconds = 0.5});
   Tensor t = Tensor::zeros(Shape({4}));
   WorkPtr pending;
   if (sub->rank() == 1) {
-    pending = sub->recv(t, 0, 99);  // rank 0 stays silent for now
+    sub->setOptions({.timeoutSeconds = 0.5});  // work posted now carries the short deadline
+    pending = sub->recv(t, 0, 99);             // rank 0 stays silent for now
     EXPECT_THROW(pending->wait(), CommError);
+    sub->setOptions({.timeoutSeconds = 60});
   }
   sub->barrier();
   if (sub->rank() == 0) sub->send(Tensor::full(Shape({4}), 3.f), 1, 99)->wait();
   if (pending) {
-    pending->wait();  // a timed-out wait can be retried once the peer answers
+    pending->wait();  // a timed-out wait can be retried once the peer answers (deadline restarts)
     EXPECT_EQ(t.data()[0], 3.f);
   }
   sub->barrier();
