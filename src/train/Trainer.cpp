@@ -202,6 +202,10 @@ void Trainer::resumeFrom(const std::string& stepDir) {
   if (meta.algo != cfg_.train.algo)
     throw InputError(stepDir + ": checkpoint is of train.algo = " + meta.algo + ", config says " + cfg_.train.algo);
   model_->dropoutRng().setState(rs);
+  if (progress_.epoch >= cfg_.train.epochs)
+    throw InputError(stepDir + ": the run already finished " + std::to_string(progress_.epoch) +
+                     " epochs and train.epochs = " + std::to_string(cfg_.train.epochs) +
+                     "; raise train.epochs to train further");
 }
 
 const Program& Trainer::program(int microbatches, Phase phase) {
