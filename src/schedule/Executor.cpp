@@ -141,7 +141,7 @@ RoundStats Executor::run(const Program& program, const RoundInputs& ri) {
       }
     if (in.op == Op::kForward) forward(in, ri, st);
     else if (in.op == Op::kBackward) backward(in, overlap, st);
-    else dispatch(in, pc, program, ri, st);
+    else dispatch(in, ri, st);
     if (traced) trace_.push_back({in, tStart, since(t0_)});
     for (auto it = stash_.begin(); it != stash_.end();) {
       auto lu = lastUse.find(it->first);
@@ -159,7 +159,7 @@ RoundStats Executor::run(const Program& program, const RoundInputs& ri) {
   return st;
 }
 
-void Executor::dispatch(const Instr& in, size_t, const Program&, const RoundInputs& ri, RoundStats& st) {
+void Executor::dispatch(const Instr& in, const RoundInputs& ri, RoundStats& st) {
   switch (in.op) {
     case Op::kLoad: {
       Slot& s = slot(in);

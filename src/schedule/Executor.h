@@ -75,7 +75,7 @@ class Executor {
  private:
   struct Slot;
   struct Bucket;
-  void dispatch(const Instr& in, size_t pc, const Program& program, const RoundInputs& ri, RoundStats& st);
+  void dispatch(const Instr& in, const RoundInputs& ri, RoundStats& st);
   void forward(const Instr& in, const RoundInputs& ri, RoundStats& st);
   void backward(const Instr& in, bool overlapReduce, RoundStats& st);
   void launchBucket(Bucket& b);
@@ -93,7 +93,6 @@ class Executor {
   std::vector<std::unique_ptr<Bucket>> buckets_;   // in backward order
   std::vector<std::vector<size_t>> blockBuckets_;  // per block of the stage: buckets it completes
   std::map<int, std::vector<Tensor>> stash_;       // weight version -> parameter values
-  std::vector<Tensor> swapped_;                    // live weights while a stash is swapped in
   int swappedVersion_ = -1;
   int version_ = 0;
   std::vector<WorkPtr> sends_;
