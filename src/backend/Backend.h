@@ -128,6 +128,14 @@ class Backend {
   // Number of rows whose argmax equals the label.
   virtual int64_t countCorrect(const Tensor& logits, const Tensor& labels) = 0;
 
+  // Channel halves (reversible networks): x [n, ca + cb, ...] <-> a [n, ca, ...], b [n, cb, ...].
+  virtual void splitChannels(const Tensor& x, Tensor& a, Tensor& b) = 0;
+  virtual void concatChannels(const Tensor& a, const Tensor& b, Tensor& x) = 0;
+  // Adaptive average pooling of [n, c, h, w] to [n, c, oh, ow] (PyTorch AdaptiveAvgPool2d bins:
+  // rows floor(i h / oh) .. ceil((i + 1) h / oh)).
+  virtual void adaptiveAvgPoolForward(const Tensor& x, Tensor& y) = 0;
+  virtual void adaptiveAvgPoolBackward(const Tensor& dy, Tensor& dx) = 0;
+
   // Elementwise helpers.
   virtual void add(const Tensor& a, const Tensor& b, Tensor& out) = 0;
   virtual void axpy(float alpha, const Tensor& x, Tensor& y) = 0;  // y += alpha x

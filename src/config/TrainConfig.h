@@ -50,7 +50,23 @@ struct PipeSection {
 
 struct PipeDreamSection {
   bool verticalSync = false;
-  int drainEvery = 64;         // mini-batches per round (0 = the whole epoch)
+  int drainEvery = 64;
+  bool stash = true;           // weight stashing         // mini-batches per round (0 = the whole epoch)
+};
+
+struct SpecTrainSection {
+  int version = 1;
+  int maxDistance = -1;
+};
+
+// Delayed-gradient pipeline modes (seed-petra.md 1.4): backprop = synchronous + store_context;
+// stashing = store_input + store_params; DSP = store_input; PETRA = nothing stored.
+struct PetraSection {
+  bool synchronous = false;
+  bool storeContext = false;
+  bool storeInput = false;
+  bool storeParams = false;
+  int drainEvery = 0;  // mini-batches per round (0 = the whole epoch)
 };
 
 struct DpSection {
@@ -74,6 +90,8 @@ struct TrainConfig {
   CheckpointSection checkpoint;
   PipeSection pipe;
   PipeDreamSection pipedream;
+  SpecTrainSection spectrain;
+  PetraSection petra;
   DpSection dp;
   // The resolved "section.key = value" lines, in declaration order (written to DIR/config.ini).
   std::vector<std::pair<std::string, std::string>> resolved;

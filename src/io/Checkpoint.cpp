@@ -107,6 +107,7 @@ void CheckpointStore::writeShard(int64_t step, const ShardMeta& meta, Model& mod
       if (s.m.defined()) writeHost(f, base + "/m", be, s.m);
       if (s.v.defined()) writeHost(f, base + "/v", be, s.v);
       if (s.vmax.defined()) writeHost(f, base + "/vmax", be, s.vmax);
+      if (s.lastD.defined()) writeHost(f, base + "/last_d", be, s.lastD);
       f.writeInt64(base + "/steps", {s.steps});
     }
     f.flush();
@@ -220,6 +221,7 @@ void CheckpointStore::readShard(const std::string& dir, int rank, Model& model, 
     load("m", s.m);
     load("v", s.v);
     load("vmax", s.vmax);
+    load("last_d", s.lastD);
     s.steps = f.readInt64(base + "/steps").at(0);
   }
 }

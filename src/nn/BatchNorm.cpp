@@ -38,7 +38,15 @@ Tensor BatchNorm::forward(const Tensor& x, Ctx& ctx, Mode mode) {
   if (x.numel() / c_ < 2)
     throw ShapeError(name_ + ": batch norm in training needs more than one value per channel");
   Tensor m = be_.empty(Shape{c_}), inv = be_.empty(Shape{c_});
-  be_.batchNormForwardTrain(x, gamma_.value, beta_.value, y, m, inv, mean_.value, var_.value, o_);
+  if (mode == Mode::kRecompute) {
+    // Same batch statistics, scratch running statistics: a recompute must not count twice.
+    Tensor rm = be_.empty(Shape{c_}), rv = be_.empty(Shape{c_});
+    be_.copy(mean_.value, rm);
+    be_.copy(var_.value, rv);
+    be_.batchNormForwardTrain(x, gamma_.value, beta_.value, y, m, inv, rm, rv, o_);
+  } else {
+    be_.batchNormForwardTrain(x, gamma_.value, beta_.value, y, m, inv, mean_.value, var_.value, o_);
+  }
   ctx.saved = {x, m, inv};
   return y;
 }

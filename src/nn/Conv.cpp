@@ -12,7 +12,7 @@ Conv2d::Conv2d(Backend& be, const ConvOpts& o, Rng& rng) : Layer(be), o_(o) {
   w_.value = initWeight(be, ws, fanIn, fanOut, o.init, rng);
   w_.grad = be.zeros(ws);
   if (o.bias) {
-    b_.value = initBias(be, o.out, fanIn, rng);
+    b_.value = initBias(be, o.out, fanIn, rng, o.init);
     b_.grad = be.zeros(Shape{o.out});
     b_.decay = WeightDecay::kExclude;
   }
@@ -77,7 +77,7 @@ ConvTranspose2d::ConvTranspose2d(Backend& be, const ConvOpts& o, Rng& rng) : Lay
   w_.value = initWeight(be, ws, fanIn, fanOut, o.init, rng);
   w_.grad = be.zeros(ws);
   if (o.bias) {
-    b_.value = initBias(be, o.out, fanIn, rng);
+    b_.value = initBias(be, o.out, fanIn, rng, o.init);
     b_.grad = be.zeros(Shape{o.out});
     b_.decay = WeightDecay::kExclude;
   }

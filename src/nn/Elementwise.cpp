@@ -18,7 +18,7 @@ std::string Activation::kind() const {
 Tensor Activation::forward(const Tensor& x, Ctx& ctx, Mode mode) {
   Tensor y = be_.empty(x.shape());
   be_.actForward(a_, alpha_, x, y);
-  if (mode == Mode::kTrain) {
+  if (training(mode)) {
     // ReLU, Tanh, Sigmoid need only y; ELU needs x's sign too.
     if (a_ == Act::kElu) ctx.saved = {x, y};
     else ctx.saved = {Tensor(), y};

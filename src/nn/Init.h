@@ -11,7 +11,9 @@ inline Tensor initWeight(Backend& be, const Shape& s, int64_t fanIn, int64_t fan
                          Rng& rng) {
   Tensor h = Tensor::empty(s);
   float* p = h.data();
-  if (init == Init::kKaimingNormalFanOut) {
+  if (init == Init::kNormal001ZeroBias) {
+    for (int64_t i = 0; i < h.numel(); ++i) p[i] = 0.01f * rng.normal();
+  } else if (init == Init::kKaimingNormalFanOut || init == Init::kKaimingNormalFanOutZeroBias) {
     const float std = std::sqrt(2.f / static_cast<float>(fanOut));
     for (int64_t i = 0; i < h.numel(); ++i) p[i] = std * rng.normal();
   } else {
@@ -21,7 +23,8 @@ inline Tensor initWeight(Backend& be, const Shape& s, int64_t fanIn, int64_t fan
   return be.fromHost(h);
 }
 
-inline Tensor initBias(Backend& be, int64_t n, int64_t fanIn, Rng& rng) {
+inline Tensor initBias(Backend& be, int64_t n, int64_t fanIn, Rng& rng, Init init = Init::kPytorchDefault) {
+  if (init == Init::kKaimingNormalFanOutZeroBias || init == Init::kNormal001ZeroBias) return be.zeros(Shape{n});
   Tensor h = Tensor::empty(Shape{n});
   const float b = 1.f / std::sqrt(static_cast<float>(fanIn));
   for (int64_t i = 0; i < n; ++i) h.data()[i] = rng.uniform(-b, b);

@@ -8,12 +8,17 @@
 #include <vector>
 
 #include "backend/Backend.h"
+#include "core/Error.h"
 #include "core/Rng.h"
 #include "core/Tensor.h"
 
 namespace sw {
 
-enum class Mode { kTrain, kEval };
+// kRecompute: a training-mode forward run again to rebuild a context (activation
+// checkpointing, reversible reconstruction): batch statistics as in training, but batch-norm
+// running statistics are left untouched and dropout must be given the forward's RNG state.
+enum class Mode { kTrain, kEval, kRecompute };
+inline bool training(Mode m) { return m != Mode::kEval; }
 enum class InputGrad { kNeeded, kSkip };  // kSkip: the caller does not need dx (first layer)
 enum class WeightDecay { kApply, kExclude };
 
@@ -60,6 +65,15 @@ class Layer {
   virtual Shape outputShape(const Shape& in) const = 0;
   virtual Tensor forward(const Tensor& x, Ctx& ctx, Mode mode) = 0;
   virtual Tensor backward(const Tensor& dy, Ctx& ctx, InputGrad ig) = 0;
+  // Reversible layers (RevNet couplings) rebuild their input from their output: inverse(y)
+  // returns x with forward(x) = y up to rounding, using the current parameters, and fills `ctx`
+  // as a Mode::kRecompute forward on x would, so backward() can follow directly (PETRA).
+  virtual bool reversible() const { return false; }
+  virtual Tensor inverse(const Tensor& y, Ctx& ctx) {
+    (void)y;
+    (void)ctx;
+    throw Error(name_ + " (" + kind() + ") is not reversible");
+  }
   // Appends parameters/buffers with names prefixed by `prefix`.
   virtual void collectParams(std::vector<Param*>& out) { (void)out; }
   virtual void collectBuffers(std::vector<Buffer*>& out) { (void)out; }
@@ -84,6 +98,8 @@ using LayerPtr = std::unique_ptr<Layer>;
 enum class Init {
   kPytorchDefault,  // weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))
   kKaimingNormalFanOut,  // weight N(0, 2/fan_out) (torchvision ResNet); bias default
+  kKaimingNormalFanOutZeroBias,  // weight N(0, 2/fan_out), bias 0 (PipeDream/SpecTrain convs)
+  kNormal001ZeroBias,    // weight N(0, 0.01^2), bias 0 (PipeDream/SpecTrain linear layers)
 };
 
 }  // namespace sw

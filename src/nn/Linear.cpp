@@ -13,7 +13,7 @@ Linear::Linear(Backend& be, int64_t in, int64_t out, bool bias, Rng& rng, Init i
   w_.value = initWeight(be, Shape{out, in}, in, out, init, rng);
   w_.grad = be.zeros(Shape{out, in});
   if (bias) {
-    b_.value = initBias(be, out, in, rng);
+    b_.value = initBias(be, out, in, rng, init);
     b_.grad = be.zeros(Shape{out});
     b_.decay = WeightDecay::kExclude;
   }

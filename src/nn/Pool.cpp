@@ -92,4 +92,23 @@ Tensor AvgPool2d::backward(const Tensor& dy, Ctx& ctx, InputGrad ig) {
   return dx;
 }
 
+Shape AdaptiveAvgPool2d::outputShape(const Shape& in) const {
+  if (in.rank() != 4) throw ShapeError(name_ + ": adaptive average pool needs NCHW input, got " + in.str());
+  return Shape{in[0], in[1], oh_, ow_};
+}
+
+Tensor AdaptiveAvgPool2d::forward(const Tensor& x, Ctx& ctx, Mode) {
+  Tensor y = be_.empty(outputShape(x.shape()));
+  be_.adaptiveAvgPoolForward(x, y);
+  ctx.inShape = x.shape();
+  return y;
+}
+
+Tensor AdaptiveAvgPool2d::backward(const Tensor& dy, Ctx& ctx, InputGrad ig) {
+  if (ig == InputGrad::kSkip) return Tensor();
+  Tensor dx = be_.empty(ctx.inShape);
+  be_.adaptiveAvgPoolBackward(dy, dx);
+  return dx;
+}
+
 }  // namespace sw

@@ -52,4 +52,18 @@ class AvgPool2d final : public Layer {
   int64_t k_, s_, p_;
 };
 
+// AdaptiveAvgPool2d to a fixed (oh, ow), PyTorch bins (VGG16's 7x7 before the classifier; on a
+// 1x1 CIFAR map it replicates each value).
+class AdaptiveAvgPool2d final : public Layer {
+ public:
+  AdaptiveAvgPool2d(Backend& be, int64_t oh, int64_t ow) : Layer(be), oh_(oh), ow_(ow) {}
+  std::string kind() const override { return "adaptive_avgpool2d"; }
+  Shape outputShape(const Shape& in) const override;
+  Tensor forward(const Tensor& x, Ctx& ctx, Mode mode) override;
+  Tensor backward(const Tensor& dy, Ctx& ctx, InputGrad ig) override;
+
+ private:
+  int64_t oh_, ow_;
+};
+
 }  // namespace sw

@@ -74,6 +74,21 @@ double Residual::macs(const Shape& in) const {
   return main_->macs(in) + (shortcut_ ? shortcut_->macs(in) : 0.0);
 }
 
+bool Sequential::reversible() const {
+  if (layers_.empty()) return false;
+  for (const auto& l : layers_)
+    if (!l->reversible()) return false;
+  return true;
+}
+
+Tensor Sequential::inverse(const Tensor& y, Ctx& ctx) {
+  if (!reversible()) throw Error(name_ + ": inverse of a block that is not reversible");
+  Tensor x = y;
+  for (size_t i = layers_.size(); i-- > 0;) x = layers_[i]->inverse(x, ctx.child(i));
+  ctx.inShape = x.shape();
+  return x;
+}
+
 Tensor Residual::forward(const Tensor& x, Ctx& ctx, Mode mode) {
   Tensor a = main_->forward(x, ctx.child(0), mode);
   Tensor s = shortcut_ ? shortcut_->forward(x, ctx.child(1), mode) : x;
@@ -84,7 +99,7 @@ Tensor Residual::forward(const Tensor& x, Ctx& ctx, Mode mode) {
   be_.add(a, s, y);
   if (post_ != Act::kIdentity) {
     be_.actForward(post_, 1.f, y, y);  // in place: ReLU backward needs only the output
-    if (mode == Mode::kTrain) ctx.saved = {y};
+    if (training(mode)) ctx.saved = {y};
   }
   return y;
 }

@@ -17,6 +17,9 @@ class Sequential : public Layer {
   void collectBuffers(std::vector<Buffer*>& out) override;
   double macs(const Shape& in) const override;
   void setName(const std::string& n) override;
+  // Reversible when every layer is (and there is at least one).
+  bool reversible() const override;
+  Tensor inverse(const Tensor& y, Ctx& ctx) override;
   size_t size() const { return layers_.size(); }
   Layer& at(size_t i) { return *layers_.at(i); }
   bool empty() const { return layers_.empty(); }

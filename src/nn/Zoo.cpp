@@ -1,6 +1,10 @@
 // Model zoo construction.
 #include "nn/Zoo.h"
 
+#include <set>
+
+#include "nn/Reversible.h"
+
 #include "core/Error.h"
 #include "nn/BatchNorm.h"
 #include "nn/Conv.h"
@@ -158,10 +162,137 @@ void buildResnet(Model& m, const ModelSpec& s, Backend& be, std::vector<int> lay
   h.add(std::make_unique<Linear>(be, cin, m.classes(), true, rng), "fc");
 }
 
+// torchvision Bottleneck (ResNet v1.5: stride on the 3x3): 1x1-BN-ReLU-3x3(s)-BN-ReLU-1x1(4w)-BN
+// (+ shortcut 1x1(s)-BN), ReLU.
+LayerPtr bottleneck(Backend& be, Rng& rng, int64_t cin, int64_t w, int64_t stride) {
+  const Init ki = Init::kKaimingNormalFanOut;
+  const int64_t cout = 4 * w;
+  auto main = std::make_unique<Sequential>(be);
+  main->add(std::make_unique<Conv2d>(be, ConvOpts{.in = cin, .out = w, .kernel = 1, .stride = 1, .pad = 0, .bias = false, .init = ki}, rng), "conv1");
+  main->add(std::make_unique<BatchNorm>(be, w), "bn1");
+  main->add(std::make_unique<Activation>(be, Act::kRelu), "relu1");
+  main->add(std::make_unique<Conv2d>(be, ConvOpts{.in = w, .out = w, .kernel = 3, .stride = stride, .pad = 1, .bias = false, .init = ki}, rng), "conv2");
+  main->add(std::make_unique<BatchNorm>(be, w), "bn2");
+  main->add(std::make_unique<Activation>(be, Act::kRelu), "relu2");
+  main->add(std::make_unique<Conv2d>(be, ConvOpts{.in = w, .out = cout, .kernel = 1, .stride = 1, .pad = 0, .bias = false, .init = ki}, rng), "conv3");
+  main->add(std::make_unique<BatchNorm>(be, cout), "bn3");
+  LayerPtr sc;
+  if (stride != 1 || cin != cout) {
+    auto s = std::make_unique<Sequential>(be);
+    s->add(std::make_unique<Conv2d>(be, ConvOpts{.in = cin, .out = cout, .kernel = 1, .stride = stride, .pad = 0, .bias = false, .init = ki}, rng), "conv");
+    s->add(std::make_unique<BatchNorm>(be, cout), "bn");
+    sc = std::move(s);
+  }
+  return std::make_unique<Residual>(be, std::move(main), std::move(sc), Act::kRelu);
+}
+
+// ResNet-50 as the SpecTrain system trains it on CIFAR: the ImageNet stem (7x7/2, BN, ReLU,
+// max-pool 3x3/2) on 32x32 input, torchvision bottlenecks [3, 4, 6, 3]; stem, 16 blocks, head.
+void buildResnet50(Model& m, const ModelSpec& s, Backend& be) {
+  Rng& rng = m.initRng();
+  const Shape& in = m.sampleShape();
+  const int64_t w = s.width > 0 ? s.width : 64;
+  Sequential& stem = m.addBlock("stem");
+  stem.add(std::make_unique<Conv2d>(be, ConvOpts{.in = in[0], .out = w, .kernel = 7, .stride = 2, .pad = 3, .bias = false, .init = Init::kKaimingNormalFanOut}, rng), "conv");
+  stem.add(std::make_unique<BatchNorm>(be, w), "bn");
+  stem.add(std::make_unique<Activation>(be, Act::kRelu), "relu");
+  stem.add(std::make_unique<MaxPool2d>(be, 3, 2, 1), "maxpool");
+  const std::vector<int> layers{3, 4, 6, 3};
+  int64_t cin = w;
+  for (size_t g = 0; g < layers.size(); ++g) {
+    const int64_t width = w << g;
+    for (int b = 0; b < layers[g]; ++b) {
+      const int64_t stride = (g > 0 && b == 0) ? 2 : 1;
+      m.addBlock("layer" + std::to_string(g + 1) + "." + std::to_string(b)).add(bottleneck(be, rng, cin, width, stride), "block");
+      cin = 4 * width;
+    }
+  }
+  Sequential& h = m.addBlock("head");
+  h.add(std::make_unique<AvgPool2d>(be, 0, 0), "gap");
+  h.add(std::make_unique<Flatten>(be), "flatten");
+  h.add(std::make_unique<Linear>(be, cin, m.classes(), true, rng), "fc");
+}
+
+// VGG-16 without batch norm, as PipeDream/SpecTrain partition it (16 blocks): blocks 0-12 are
+// the conv3x3+ReLU layers (max-pool attached to blocks 1, 3, 6, 9, 12; block 12 also pools
+// adaptively to 7x7), blocks 13-15 the classifier FC-ReLU-Dropout, FC-ReLU-Dropout, FC.
+// model.width scales the 64..512 conv widths (width/64) and the 4096 classifier width.
+void buildVgg16(Model& m, const ModelSpec& s, Backend& be) {
+  Rng& rng = m.initRng();
+  const Shape& in = m.sampleShape();
+  const int64_t w = s.width > 0 ? s.width : 64;
+  const float d = s.dropout >= 0 ? s.dropout : 0.5f;
+  const std::vector<int64_t> ch{w, w, 2 * w, 2 * w, 4 * w, 4 * w, 4 * w, 8 * w, 8 * w, 8 * w, 8 * w, 8 * w, 8 * w};
+  const std::set<size_t> pool{1, 3, 6, 9, 12};
+  int64_t cin = in[0];
+  for (size_t i = 0; i < ch.size(); ++i) {
+    Sequential& b = m.addBlock("conv" + std::to_string(i));
+    b.add(std::make_unique<Conv2d>(be, ConvOpts{.in = cin, .out = ch[i], .kernel = 3, .stride = 1, .pad = 1, .bias = true, .init = Init::kKaimingNormalFanOutZeroBias}, rng), "conv");
+    b.add(std::make_unique<Activation>(be, Act::kRelu), "relu");
+    if (pool.count(i)) b.add(std::make_unique<MaxPool2d>(be, 2, 2), "pool");
+    if (i == 12) {
+      b.add(std::make_unique<AdaptiveAvgPool2d>(be, 7, 7), "avgpool");
+      b.add(std::make_unique<Flatten>(be), "flatten");
+    }
+    cin = ch[i];
+  }
+  const int64_t fc = 64 * w;  // 4096 at the default width
+  Sequential& f1 = m.addBlock("fc1");
+  f1.add(std::make_unique<Linear>(be, cin * 49, fc, true, rng, Init::kNormal001ZeroBias), "fc");
+  f1.add(std::make_unique<Activation>(be, Act::kRelu), "relu");
+  if (d > 0) f1.add(std::make_unique<Dropout>(be, d, &m.dropoutRng()), "dropout");
+  Sequential& f2 = m.addBlock("fc2");
+  f2.add(std::make_unique<Linear>(be, fc, fc, true, rng, Init::kNormal001ZeroBias), "fc");
+  f2.add(std::make_unique<Activation>(be, Act::kRelu), "relu");
+  if (d > 0) f2.add(std::make_unique<Dropout>(be, d, &m.dropoutRng()), "dropout");
+  m.addBlock("fc3").add(std::make_unique<Linear>(be, fc, m.classes(), true, rng, Init::kNormal001ZeroBias), "fc");
+}
+
+// RevNet (seed-petra.md 2.2-2.5): conv biases, PyTorch default init. Per-stream widths
+// w, 2w, 4w, 8w (w = 64: total channels 128..1024). Blocks: stem | reversible couplings and
+// non-reversible downsampling blocks, one per ResNet basic block | head.
+std::unique_ptr<Sequential> convBnRelu(Backend& be, Rng& rng, int64_t cin, int64_t cout, int64_t k, int64_t stride, bool relu) {
+  auto q = std::make_unique<Sequential>(be);
+  q->add(std::make_unique<Conv2d>(be, ConvOpts{.in = cin, .out = cout, .kernel = k, .stride = stride, .pad = k / 2, .bias = true}, rng), "conv");
+  q->add(std::make_unique<BatchNorm>(be, cout), "bn");
+  if (relu) q->add(std::make_unique<Activation>(be, Act::kRelu), "relu");
+  return q;
+}
+
+void buildRevnet(Model& m, const ModelSpec& s, Backend& be, std::vector<int> layers) {
+  Rng& rng = m.initRng();
+  const Shape& in = m.sampleShape();
+  const int64_t w = s.width > 0 ? s.width : 64;
+  m.addBlock("stem").add(convBnRelu(be, rng, in[0], 2 * w, 3, 1, true), "conv");
+  int64_t c = w;  // per stream
+  for (size_t g = 0; g < layers.size(); ++g) {
+    for (int b = 0; b < layers[g]; ++b) {
+      const std::string name = "layer" + std::to_string(g + 1) + "." + std::to_string(b);
+      if (g > 0 && b == 0) {
+        auto a = convBnRelu(be, rng, c, 2 * c, 3, 2, true);
+        auto bb = convBnRelu(be, rng, 2 * c, 2 * c, 3, 1, true);
+        auto sc = convBnRelu(be, rng, c, 2 * c, 1, 2, false);
+        m.addBlock(name).add(std::make_unique<RevDownsample>(be, std::move(a), std::move(bb), std::move(sc)), "down");
+        c *= 2;
+      } else {
+        auto f = std::make_unique<Sequential>(be);
+        f->add(convBnRelu(be, rng, c, c, 3, 1, true), "1");
+        f->add(convBnRelu(be, rng, c, c, 3, 1, true), "2");
+        m.addBlock(name).add(std::make_unique<RevCoupling>(be, std::move(f)), "rev");
+      }
+    }
+  }
+  Sequential& h = m.addBlock("head");
+  h.add(std::make_unique<AvgPool2d>(be, 0, 0), "gap");
+  h.add(std::make_unique<Flatten>(be), "flatten");
+  h.add(std::make_unique<Linear>(be, 2 * c, m.classes(), true, rng), "fc");
+}
+
 }  // namespace
 
 std::vector<std::string> modelNames() {
-  return {"mlp", "mlp_bn", "lenet", "simple_vgg", "allcnn", "resnet18", "resnet34"};
+  return {"mlp", "mlp_bn", "lenet", "simple_vgg", "allcnn", "resnet18", "resnet34", "resnet50",
+          "revnet18", "revnet34", "vgg16"};
 }
 
 std::unique_ptr<Model> buildModel(Backend& be, const ModelSpec& spec, const Shape& sample,
@@ -181,6 +312,10 @@ std::unique_ptr<Model> buildModel(Backend& be, const ModelSpec& spec, const Shap
   else if (n == "allcnn") buildAllCnn(*m, spec, be);
   else if (n == "resnet18") buildResnet(*m, spec, be, {2, 2, 2, 2});
   else if (n == "resnet34") buildResnet(*m, spec, be, {3, 4, 6, 3});
+  else if (n == "resnet50") buildResnet50(*m, spec, be);
+  else if (n == "revnet18") buildRevnet(*m, spec, be, {2, 2, 2, 2});
+  else if (n == "revnet34") buildRevnet(*m, spec, be, {3, 4, 6, 3});
+  else if (n == "vgg16") buildVgg16(*m, spec, be);
   else {
     std::string all;
     for (auto& s : modelNames()) all += (all.empty() ? "" : ", ") + s;

@@ -44,6 +44,11 @@ void Optimizer::step(float lr, float gradScale) {
         }
         const bool first = st.steps == 0;
         if (cfg_.momentum != 0.f && !st.buf.defined()) st.buf = be_.zeros(p.value.shape());
+        if (keepLastD_) {
+          if (!st.lastD.defined()) st.lastD = be_.empty(p.value.shape());
+          be_.copy(p.grad, st.lastD);
+          if (effWd != 0.f) be_.axpy(effWd, p.value, st.lastD);
+        }
         SgdOpts o{.lr = lr, .momentum = cfg_.momentum, .dampening = cfg_.dampening,
                   .weightDecay = effWd, .nesterov = cfg_.nesterov};
         be_.sgdUpdate(p.value, p.grad, st.buf, o, first);
@@ -64,6 +69,29 @@ void Optimizer::step(float lr, float gradScale) {
     ++st.steps;
   }
   ++steps_;
+}
+
+bool Optimizer::predict(float lr, float s, bool withGrad, std::vector<Tensor>& out) {
+  if (cfg_.kind != OptimKind::kSgd) throw ConfigError("weight prediction needs optim.name = sgd");
+  if (!keepLastD_) throw Error("Optimizer::predict without keepLastGradient(true)");
+  if (steps_ == 0) return false;
+  out.resize(params_.size());
+  Tensor dir;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Param& p = *params_[i];
+    const ParamState& st = state_[i];
+    if (!out[i].defined() || out[i].shape() != p.value.shape()) out[i] = be_.empty(p.value.shape());
+    be_.copy(p.value, out[i]);
+    if (st.steps == 0) continue;  // never updated: nothing to extrapolate
+    // dir = m B + D (or m B); W_hat = W - (lr s) dir, in that order of rounding.
+    if (!dir.defined() || dir.numel() < p.value.numel()) dir = be_.empty(Shape{p.value.numel()});
+    Tensor d = dir.slice(0, p.value.numel()).reshape(p.value.shape());
+    if (withGrad) be_.copy(st.lastD, d);
+    else be_.fill(d, 0.f);
+    if (st.buf.defined()) be_.axpy(cfg_.momentum, st.buf, d);
+    be_.axpy(-lr * s, d, out[i]);
+  }
+  return true;
 }
 
 }  // namespace sw

@@ -27,6 +27,7 @@ OptimKind parseOptimKind(const std::string& s);  // throws ConfigError
 // Per-parameter optimizer state, exposed for checkpoints.
 struct ParamState {
   Tensor buf;          // SGD/LARS momentum
+  Tensor lastD;        // last effective gradient g + wd W (kept only for weight prediction)
   Tensor m, v, vmax;   // Adam moments
   int64_t steps = 0;   // updates applied to this parameter
 };
@@ -37,6 +38,12 @@ class Optimizer {
   // One update at learning rate `lr`. gradScale multiplies every gradient first (1/k for
   // averaged accumulation over k micro-batches).
   void step(float lr, float gradScale = 1.f);
+  // SpecTrain weight prediction (seed-spectrain.md 2.2) on SGD with momentum m: out[i] =
+  // W - lr s (m B + D) with the last effective gradient D (withGrad) or W - lr s m B (not).
+  // Needs keepLastGradient(true) before the steps; returns false (out untouched) while no
+  // step has been applied yet, when nothing is predicted.
+  void keepLastGradient(bool on) { keepLastD_ = on; }
+  bool predict(float lr, float s, bool withGrad, std::vector<Tensor>& out);
   const std::vector<Param*>& params() const { return params_; }
   std::vector<ParamState>& state() { return state_; }
   const OptimConfig& config() const { return cfg_; }
@@ -49,6 +56,7 @@ class Optimizer {
   std::vector<ParamState> state_;
   OptimConfig cfg_;
   int64_t steps_ = 0;
+  bool keepLastD_ = false;
 };
 
 }  // namespace sw

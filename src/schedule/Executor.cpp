@@ -30,9 +30,15 @@ struct Executor::Slot {
   int mb = -1;
   int64_t rows = 0;
   Tensor in, labels, out, gin, gout;
-  Tensor actBuf, gradBuf;  // host receive buffers
-  WorkPtr actWork, gradWork;
+  Tensor actBuf, gradBuf, reconBuf;  // host receive buffers
+  WorkPtr actWork, gradWork, reconWork;
   Ctx ctx, lossCtx;
+  // Retain::kInput / kReconstruct: per block of the stage, the input kept (if any) and the
+  // dropout stream's state at its forward, so a recompute draws the same masks.
+  std::vector<Tensor> blockIn;
+  std::vector<Rng::State> rngAt;
+  bool stored = false;  // forward kept blockIn instead of ctx
+  Tensor reconIn;       // this stage's input as it knows it (sent back on kTagRecon)
   void reset() { *this = Slot{}; }
 };
 
@@ -100,6 +106,16 @@ void Executor::reapSends() {
 }
 
 void Executor::useVersion(int version) {
+  if (predictedSwapped_) {
+    for (size_t i = 0; i < params_.size(); ++i) std::swap(params_[i]->value, predicted_[i]);
+    predictedSwapped_ = false;
+  }
+  if (version == kVersionPredicted) {
+    if (!predictedValid_) return;  // nothing to extrapolate yet: current weights
+    for (size_t i = 0; i < params_.size(); ++i) std::swap(params_[i]->value, predicted_[i]);
+    predictedSwapped_ = true;
+    return;
+  }
   if (swappedVersion_ >= 0) {  // restore the live weights
     auto& s = stash_.at(swappedVersion_);
     for (size_t i = 0; i < params_.size(); ++i) std::swap(params_[i]->value, s[i]);
@@ -181,6 +197,11 @@ void Executor::dispatch(const Instr& in, const RoundInputs& ri, RoundStats& st) 
     }
     case Op::kRecvGrad: {
       Slot& s = slot(in);
+      if (in.tag == kTagRecon) {
+        s.reconBuf = Tensor::empty(outputShape(s.rows));
+        s.reconWork = c_.pipe->recv(s.reconBuf, in.peer, in.tag);
+        break;
+      }
       s.gradBuf = Tensor::empty(outputShape(s.rows));
       s.gradWork = c_.pipe->recv(s.gradBuf, in.peer, in.tag);
       break;
@@ -194,6 +215,12 @@ void Executor::dispatch(const Instr& in, const RoundInputs& ri, RoundStats& st) 
     }
     case Op::kSendGrad: {
       Slot& s = slot(in);
+      if (in.tag == kTagRecon) {
+        if (!s.reconIn.defined()) throw Error("no input of mb " + std::to_string(in.mb) + " to send back");
+        sends_.push_back(c_.pipe->send(c_.be->toHost(s.reconIn), in.peer, in.tag));
+        s.reconIn = Tensor();
+        break;
+      }
       sends_.push_back(c_.pipe->send(c_.be->toHost(s.gout), in.peer, in.tag));
       s.reset();
       break;
@@ -203,10 +230,18 @@ void Executor::dispatch(const Instr& in, const RoundInputs& ri, RoundStats& st) 
       break;
     case Op::kOptimizerStep: {
       const auto t = Clock::now();
-      c_.opt->step(ri.lr(st.updates), ri.gradScale);
+      const float scale = ri.averageByCount && in.mb > 0 ? 1.f / float(in.mb) : ri.gradScale;
+      c_.opt->step(ri.lr(st.updates), scale);
       c_.model->zeroGrad(c_.range);
       ++version_;
       ++st.updates;
+      st.optimizer += since(t);
+      break;
+    }
+    case Op::kPredictWeights: {
+      const auto t = Clock::now();
+      useVersion(-1);
+      predictedValid_ = c_.opt->predict(ri.lr(st.updates), float(in.version), in.tag == 1, predicted_);
       st.optimizer += since(t);
       break;
     }
@@ -242,8 +277,16 @@ void Executor::forward(const Instr& in, const RoundInputs& ri, RoundStats& st) {
   const auto t = Clock::now();
   const Mode mode = ri.phase == Phase::kTrain ? Mode::kTrain : Mode::kEval;
   useVersion(in.version);
-  Ctx evalCtx;
-  Tensor out = c_.model->forward(s.in, mode == Mode::kTrain ? s.ctx : evalCtx, mode, c_.range);
+  Tensor out;
+  const bool keep = mode == Mode::kTrain && opts_.storage != Retain::kContext && !c_.coord.lastStage();
+  if (keep) {
+    storedForward(s, mode);
+    out = s.out;
+  } else {
+    Ctx evalCtx;
+    out = c_.model->forward(s.in, mode == Mode::kTrain ? s.ctx : evalCtx, mode, c_.range);
+    if (mode == Mode::kTrain && opts_.storage != Retain::kContext) s.reconIn = s.in;  // last stage
+  }
   useVersion(-1);
   s.in = Tensor();
   if (c_.coord.lastStage()) {
@@ -272,6 +315,10 @@ void Executor::backward(const Instr& in, bool overlapReduce, RoundStats& st) {
     const auto tw = Clock::now();
     s.gradWork->wait();
     s.gradWork.reset();
+    if (s.reconWork) {
+      s.reconWork->wait();
+      s.reconWork.reset();
+    }
     st.wait += since(tw);
     dy = c_.be->fromHost(s.gradBuf);
     s.gradBuf = Tensor();
@@ -279,7 +326,11 @@ void Executor::backward(const Instr& in, bool overlapReduce, RoundStats& st) {
   const auto t = Clock::now();
   const InputGrad ig = c_.coord.firstStage() ? InputGrad::kSkip : InputGrad::kNeeded;
   useVersion(in.version);
-  if (overlapReduce) {
+  if (s.stored) {
+    s.gout = recomputedBackward(s, dy, ig);
+    if (overlapReduce)
+      for (auto& b : buckets_) launchBucket(*b);
+  } else if (overlapReduce) {
     Tensor g = dy;
     for (size_t i = c_.range.end; i-- > c_.range.begin;) {
       g = c_.model->backward(g, s.ctx, {i, i + 1}, i == c_.range.begin ? ig : InputGrad::kNeeded);
@@ -328,6 +379,72 @@ void Executor::reduceGrads(RoundStats& st) {
     }
   }
   st.wait += since(tw);
+}
+
+// Training forward that keeps only what the storage mode needs: block by block with a
+// throw-away context, keeping block inputs (kInput: the stage's; kReconstruct: those of
+// non-reversible blocks, and of the top block when nothing will be sent back to invert from).
+void Executor::storedForward(Slot& s, Mode mode) {
+  const size_t b0 = c_.range.begin, b1 = c_.range.end, n = b1 - b0;
+  s.blockIn.assign(n, Tensor());
+  s.rngAt.assign(n, Rng::State{});
+  Tensor h = s.in;
+  for (size_t i = b0; i < b1; ++i) {
+    const size_t k = i - b0;
+    bool keep = opts_.storage == Retain::kInput ? k == 0 : !c_.model->block(i).reversible();
+    if (opts_.storage == Retain::kReconstruct && i == b1 - 1 && !opts_.reconFromNext) keep = true;
+    if (keep) s.blockIn[k] = h;
+    s.rngAt[k] = c_.model->dropoutRng().state();
+    Ctx scratch;
+    h = c_.model->forward(h, scratch, mode, {i, i + 1});
+  }
+  s.out = h;
+  s.stored = true;
+}
+
+// Backward of a stored forward: rebuild each block's context (recompute from a kept input, or
+// invert a reversible block from its output), then its backward, from the top block down.
+// Runs on the weights the Backward names (stashed or current). Leaves the stage's input as it
+// now knows it in reconIn, for the previous stage.
+Tensor Executor::recomputedBackward(Slot& s, const Tensor& dy, InputGrad ig) {
+  const size_t b0 = c_.range.begin, b1 = c_.range.end;
+  Rng& rng = c_.model->dropoutRng();
+  const Rng::State live = rng.state();
+  Tensor g = dy;
+  Tensor out = s.reconBuf.defined() ? c_.be->fromHost(s.reconBuf) : Tensor();
+  s.reconBuf = Tensor();
+  if (opts_.storage == Retain::kInput) {
+    // One recompute of the whole stage from its input, then a normal backward.
+    rng.setState(s.rngAt[0]);
+    Ctx ctx;
+    c_.model->forward(s.blockIn[0], ctx, Mode::kRecompute, c_.range);
+    rng.setState(live);
+    s.reconIn = s.blockIn[0];
+    g = c_.model->backward(g, ctx, c_.range, ig);
+  } else {
+    for (size_t i = b1; i-- > b0;) {
+      const size_t k = i - b0;
+      Ctx ctx;
+      Tensor in;
+      rng.setState(s.rngAt[k]);
+      if (s.blockIn[k].defined()) {
+        in = s.blockIn[k];
+        c_.model->forward(in, ctx, Mode::kRecompute, {i, i + 1});
+      } else {
+        if (!out.defined())
+          throw Error("block " + c_.model->blockName(i) + ": nothing to invert from (mb " + std::to_string(s.mb) + ")");
+        in = c_.model->block(i).inverse(out, ctx.child(i));
+      }
+      rng.setState(live);
+      g = c_.model->backward(g, ctx, {i, i + 1}, i == b0 ? ig : InputGrad::kNeeded);
+      out = in;
+    }
+    s.reconIn = out;
+  }
+  s.blockIn.clear();
+  s.rngAt.clear();
+  s.stored = false;
+  return g;
 }
 
 }  // namespace sw

@@ -42,6 +42,8 @@ struct RoundInputs {
   // Learning rate of the round's k-th optimizer step.
   std::function<float(int k)> lr;
   float gradScale = 1.f;  // multiplies gradients at each optimizer step (averaging)
+  // Delayed pipelines: a step that accumulated n backwards (OptimizerStep.mb) scales by 1/n.
+  bool averageByCount = false;
 };
 
 struct RoundStats {
@@ -58,9 +60,20 @@ struct TraceEvent {
   double start, end;  // seconds since the executor was created
 };
 
+// What a training forward keeps for its backward (delayed-gradient pipelines, seed-petra.md
+// 1.4). The last stage always keeps its context: it runs its backward in the same tick.
+enum class Retain {
+  kContext,      // every layer's saved tensors (backprop; store-vjp)
+  kInput,        // the stage's input; the backward recomputes the forward (DSP, stashing)
+  kReconstruct,  // inputs of non-reversible blocks only; reversible blocks are inverted from
+                 // the output the next stage sends back (PETRA)
+};
+
 struct ExecutorOptions {
   size_t bucketBytes = 25u << 20;  // gradient allreduce bucket (PyTorch DDP's default)
   bool trace = false;              // keep a TraceEvent per compute instruction
+  Retain storage = Retain::kContext;
+  bool reconFromNext = false;  // kReconstruct: the next stage sends back this stage's output
 };
 
 class Executor {
@@ -80,7 +93,9 @@ class Executor {
   void backward(const Instr& in, bool overlapReduce, RoundStats& st);
   void launchBucket(Bucket& b);
   void reduceGrads(RoundStats& st);
-  void useVersion(int version);  // swaps stashed weights in (and back with -1)
+  void useVersion(int version);  // swaps stashed or predicted weights in (and back with -1)
+  void storedForward(Slot& s, Mode mode);         // forward keeping what Storage says
+  Tensor recomputedBackward(Slot& s, const Tensor& dy, InputGrad ig);
   void reapSends();
   Slot& slot(const Instr& in);
   Shape inputShape(int64_t rows) const;
@@ -94,6 +109,8 @@ class Executor {
   std::vector<std::vector<size_t>> blockBuckets_;  // per block of the stage: buckets it completes
   std::map<int, std::vector<Tensor>> stash_;       // weight version -> parameter values
   int swappedVersion_ = -1;
+  std::vector<Tensor> predicted_;  // SpecTrain's predicted weights
+  bool predictedValid_ = false, predictedSwapped_ = false;
   int version_ = 0;
   std::vector<WorkPtr> sends_;
   std::vector<TraceEvent> trace_;

@@ -18,7 +18,6 @@ const char* opName(Op op) {
     case Op::kOptimizerStep: return "OptimizerStep";
     case Op::kStashWeights: return "StashWeights";
     case Op::kPredictWeights: return "PredictWeights";
-    case Op::kReconstruct: return "Reconstruct";
     case Op::kLocalLoss: return "LocalLoss";
     case Op::kComputeTargets: return "ComputeTargets";
     case Op::kElasticSync: return "ElasticSync";

@@ -7,7 +7,9 @@
 //   slot     activation slot of this rank holding one in-flight micro-batch (Ctx, input, grads)
 //   stage    pipeline position; `peer` of a send/recv is the peer's stage (pipe communicator)
 //   replica  data-parallel copy of the pipeline; ReduceGrads runs over the stage's replicas
-//   version  weight version = optimizer steps this stage has applied in the round; -1 = current
+//   version  weight version = optimizer steps this stage has applied in the round; -1 = current,
+//            kVersionPredicted = SpecTrain's predicted weights; on OptimizerStep, `mb` > 0 is the
+//            number of backward passes the step accumulated (delayed-gradient pipelines)
 //   tag      message kind (kTagAct / kTagGrad); MPI keeps per-(peer, tag) order, so sends and
 //            receives on a channel pair up first to first (the Validator checks the mb matches)
 #pragma once
@@ -28,8 +30,9 @@ enum class Op : uint8_t {
   kReduceGrads,    // average parameter gradients over the stage's replicas
   kOptimizerStep,  // apply accumulated gradients; weight version += 1
   kStashWeights,   // keep a copy of the current weights as `version` (PipeDream)
-  kPredictWeights, // SpecTrain: predicted weights `version` steps ahead (issue 5)
-  kReconstruct,    // PETRA: rebuild the input from the output by inverting the block (issue 5)
+  kPredictWeights, // SpecTrain: weights predicted `version` steps ahead (tag 1: along m B + D,
+                   // for a forward; tag 0: along m B, for a backward); the next Forward or
+                   // Backward with version == kVersionPredicted uses them
   kLocalLoss,      // interlocking/local backprop: auxiliary head loss (issue 6)
   kComputeTargets, // DTP: targets sent top-down (issue 6)
   kElasticSync,    // Parle: coupling to the replica average (issue 6)
@@ -38,6 +41,12 @@ enum class Op : uint8_t {
 
 constexpr int kTagAct = 1;
 constexpr int kTagGrad = 2;
+// PETRA: after its backward a stage sends the previous stage its input as it knows it (stored or
+// rebuilt by inverting reversible blocks) with SendGrad/RecvGrad on this tag, ahead of the
+// gradient; the previous stage inverts its own reversible blocks from it.
+constexpr int kTagRecon = 3;
+// Instr.version of a Forward/Backward that runs on the weights of the last PredictWeights.
+constexpr int kVersionPredicted = -2;
 
 struct Instr {
   Op op;

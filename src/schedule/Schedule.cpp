@@ -52,7 +52,7 @@ int numSlots(const Program& p) {
 
 bool hasSchedule(const std::string& algo) {
   return algo == "bp" || algo == "dp" || algo == "mp" || algo == "gpipe" || algo == "1f1b" ||
-         algo == "pipedream";
+         algo == "pipedream" || algo == "spectrain" || algo == "petra";
 }
 
 std::unique_ptr<Schedule> makeSchedule(const std::string& algo) {
@@ -61,8 +61,10 @@ std::unique_ptr<Schedule> makeSchedule(const std::string& algo) {
   if (algo == "gpipe") return makeGPipe();
   if (algo == "1f1b") return makeOneFOneB();
   if (algo == "pipedream") return makePipeDream();
+  if (algo == "spectrain") return makeSpecTrain();
+  if (algo == "petra") return makeDelayed();
   throw ConfigError("train.algo = " + algo + ": no stage schedule for this algorithm in this build "
-                    "(available: bp, dp, mp, gpipe, 1f1b, pipedream)");
+                    "(available: bp, dp, mp, gpipe, 1f1b, pipedream, spectrain, petra)");
 }
 
 }  // namespace sw

@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "schedule/Instruction.h"
 
@@ -16,7 +17,19 @@ struct ScheduleSpec {
   int replicas = 1;
   int microbatches = 1;       // micro-batches in the round
   bool verticalSync = false;  // pipedream: every stage uses the weight version stage 0 used
+  bool stash = true;          // pipedream: weight stashing (false: backward reads current weights)
   Phase phase = Phase::kTrain;
+  // SpecTrain (seed-spectrain.md 2): version 1 predicts weights s_f = floor(k/2) + S-k-1 steps
+  // ahead for forwards and s_b = floor(k/2) for backwards (capped at maxDistance when >= 0);
+  // version 2 is pipedream with stashing whose step the trainer scales by S - k.
+  int spectrainVersion = 1;
+  int maxDistance = -1;
+  // Delayed-gradient pipeline (PETRA family, seed-petra.md 1.2): optimizer step every
+  // accumSteps backward passes; stashParams: a backward uses its forward's weights;
+  // reconFrom[k]: stage k rebuilds its input from what stage k+1 sends back (kTagRecon).
+  int accumSteps = 1;
+  bool stashParams = false;
+  std::vector<bool> reconFrom;
 };
 
 class Schedule {

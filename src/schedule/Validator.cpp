@@ -26,6 +26,7 @@ struct SlotSim {
   double outputReady = 0;
   bool gradPending = false, gradIn = false;  // output gradient for Backward
   double gradReady = 0;
+  bool reconPending = false, reconIn = false;  // PETRA: output as the next stage knows it
   bool gradOut = false;                      // backward done, input gradient to send
   double gradOutReady = 0;
 };
@@ -38,15 +39,17 @@ struct RankSim {
   int version = 0;
   std::set<int> stash;
   int reduces = 0;
+  bool predicted = false;
 };
 
 struct PendingSend {
   int mb;
   double time;
 };
+enum class RecvKind { kAct, kGrad, kRecon };
 struct PendingRecv {
   int rank, slot, mb;
-  bool grad;
+  RecvKind kind;
 };
 
 class Sim {
@@ -139,10 +142,14 @@ class Sim {
         return;
       }
       SlotSim& sl = ranks_[r.rank].slots[r.slot];
-      if (r.grad) {
+      if (r.kind == RecvKind::kGrad) {
         sl.gradPending = false;
         sl.gradIn = true;
         sl.gradReady = s.time;
+      } else if (r.kind == RecvKind::kRecon) {
+        sl.reconPending = false;
+        sl.reconIn = true;
+        sl.gradReady = std::max(sl.gradReady, s.time);
       } else {
         sl.inputPending = false;
         sl.input = true;
@@ -208,7 +215,7 @@ class Sim {
         s->mb = in.mb;
         s->inputPending = true;
         Key k{src, rank, in.tag};
-        recvs_[k].push_back({rank, in.slot, in.mb, false});
+        recvs_[k].push_back({rank, in.slot, in.mb, RecvKind::kAct});
         match(k);
         break;
       }
@@ -221,6 +228,7 @@ class Sim {
         if (!s->input) return bad(rank, in, "input neither loaded nor received");
         if (last && !s->labels) return bad(rank, in, "last stage computes the loss without labels");
         if (!checkVersion(rank, in)) return false;
+        if (in.version == kVersionPredicted && !R.predicted) return bad(rank, in, "predicted weights never built");
         const double start = std::max(R.clock, s->inputReady);
         R.clock = start + costs_.forward;
         record(rank, in, start, R.clock);
@@ -246,9 +254,11 @@ class Sim {
         int src = peerRank();
         if (!s || src < 0) return false;
         if (!s->live || s->mb != in.mb) return bad(rank, in, "gradient for a mb whose forward context is not here");
-        s->gradPending = true;
+        if (in.peer != stage + 1) return bad(rank, in, "gradients come from the next stage");
+        const bool recon = in.tag == kTagRecon;
+        (recon ? s->reconPending : s->gradPending) = true;
         Key k{src, rank, in.tag};
-        recvs_[k].push_back({rank, in.slot, in.mb, true});
+        recvs_[k].push_back({rank, in.slot, in.mb, recon ? RecvKind::kRecon : RecvKind::kGrad});
         match(k);
         break;
       }
@@ -257,9 +267,10 @@ class Sim {
         if (!s) return false;
         if (eval) return bad(rank, in, "backward in an evaluation program");
         if (!s->live || s->mb != in.mb) return bad(rank, in, "no forward context of this mb in the slot");
-        if (s->gradPending) return false;  // blocked on the receive
+        if (s->gradPending || s->reconPending) return false;  // blocked on the receive
         if (!last && !s->gradIn) return bad(rank, in, "output gradient never received");
         if (!checkVersion(rank, in)) return false;
+        if (in.version == kVersionPredicted && !R.predicted) return bad(rank, in, "predicted weights never built");
         const double start = std::max(R.clock, last ? 0.0 : s->gradReady);
         R.clock = start + costs_.backward;
         record(rank, in, start, R.clock);
@@ -281,7 +292,7 @@ class Sim {
         Key k{rank, dst, in.tag};
         sends_[k].push_back({in.mb, s->gradOutReady});
         match(k);
-        *s = SlotSim{};
+        if (in.tag != kTagRecon) *s = SlotSim{};  // the input copy goes ahead of the gradient
         break;
       }
       case Op::kReduceGrads: {
@@ -310,6 +321,10 @@ class Sim {
         }
         break;
       }
+      case Op::kPredictWeights:
+        if (in.version <= 0) return bad(rank, in, "prediction distance must be positive");
+        R.predicted = true;
+        break;
       case Op::kStashWeights:
         if (in.version != R.version)
           return bad(rank, in, "stashes version " + std::to_string(in.version) + " while the weights are at " +

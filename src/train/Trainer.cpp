@@ -53,9 +53,19 @@ Trainer::Trainer(TrainConfig cfg, std::string outDir, std::string resumeDir, Com
 
 Trainer::~Trainer() = default;
 
+bool Trainer::delayedPipeline() const { return cfg_.train.algo == "petra" && !cfg_.petra.synchronous; }
+
 void Trainer::setupTopology() {
   // Rank count against the topology first: before any data is read.
-  sched_ = makeSchedule(cfg_.train.algo);
+  const std::string& algo = cfg_.train.algo;
+  if (algo == "petra" && cfg_.petra.synchronous) sched_ = makeSchedule("mp");  // no delay
+  else if (algo == "spectrain" && cfg_.spectrain.version == 2) sched_ = makeSchedule("pipedream");
+  else sched_ = makeSchedule(algo);
+  if ((algo == "spectrain") && cfg_.optim.kind != OptimKind::kSgd)
+    throw ConfigError("train.algo = spectrain predicts weights along SGD momentum: optim.name must be sgd");
+  if (algo == "petra" && !cfg_.petra.storeContext && !cfg_.petra.storeInput && cfg_.petra.storeParams)
+    throw ConfigError("petra.store_params = true with petra.store_input = false (reconstruct the input but "
+                      "compute on stashed weights) is not supported: set petra.store_input = true as well");
   const int world = world_->size();
   int stages = cfg_.pipe.stages;
   if (stages == 0) stages = sched_->maxStages() == 1 ? 1 : world;
@@ -71,9 +81,19 @@ void Trainer::setupTopology() {
   spec_.replicas = topo.replicas();
   spec_.microbatches = cfg_.pipe.microbatches;
   spec_.verticalSync = cfg_.pipedream.verticalSync;
-  if (!sched_->flushed() && (cfg_.pipe.microbatches != 1 || cfg_.train.accumSteps != 1))
+  spec_.stash = cfg_.pipedream.stash || algo == "spectrain";
+  spec_.spectrainVersion = cfg_.spectrain.version;
+  spec_.maxDistance = cfg_.spectrain.maxDistance;
+  spec_.accumSteps = cfg_.train.accumSteps;
+  spec_.stashParams = cfg_.petra.storeParams || cfg_.petra.storeContext;
+  if (delayedPipeline()) {
+    if (cfg_.pipe.microbatches != 1)
+      throw ConfigError("train.algo = petra: a micro-batch is one mini-batch (train.batch_size), "
+                        "pipe.microbatches must be 1 (use train.accum_steps to accumulate)");
+  } else if (!sched_->flushed() && (cfg_.pipe.microbatches != 1 || cfg_.train.accumSteps != 1)) {
     throw ConfigError("train.algo = " + cfg_.train.algo + " updates after every mini-batch: "
                       "pipe.microbatches and train.accum_steps must be 1");
+  }
   if (cfg_.train.batchSize % spec_.replicas != 0)
     throw ConfigError("train.batch_size = " + std::to_string(cfg_.train.batchSize) +
                       " is not divisible by the " + std::to_string(spec_.replicas) + " replicas (" + topo.str() + ")");
@@ -119,7 +139,22 @@ void Trainer::prepare() {
   loss_ = std::make_unique<SoftmaxCrossEntropy>(*be_);
   StageContext sc{.be = be_.get(), .model = model_.get(), .range = range_, .opt = opt_.get(),
                   .loss = loss_.get(), .coord = coord_, .pipe = pipe_.get(), .data = data_.get()};
-  exec_ = std::make_unique<Executor>(sc, ExecutorOptions{.bucketBytes = size_t(cfg_.dp.bucketMb * (1 << 20))});
+  ExecutorOptions eo{.bucketBytes = size_t(cfg_.dp.bucketMb * (1 << 20))};
+  if (cfg_.train.algo == "petra") {
+    eo.storage = cfg_.petra.storeContext ? Retain::kContext
+                 : cfg_.petra.storeInput ? Retain::kInput
+                                         : Retain::kReconstruct;
+    // Stage k inverts its top block from what stage k+1 sends back when that block is reversible.
+    spec_.reconFrom.assign(size_t(spec_.stages), false);
+    // (Synchronous runs use the mp schedule, which sends nothing back: each stage then keeps
+    // its top block's input and inverts the reversible blocks below it.)
+    if (eo.storage == Retain::kReconstruct && delayedPipeline())
+      for (int k = 0; k + 1 < spec_.stages; ++k)
+        spec_.reconFrom[size_t(k)] = model_->block(parts_[size_t(k)].end - 1).reversible();
+    eo.reconFromNext = spec_.reconFrom[size_t(coord_.stage)];
+  }
+  if (cfg_.train.algo == "spectrain" && cfg_.spectrain.version == 1) opt_->keepLastGradient(true);
+  exec_ = std::make_unique<Executor>(sc, eo);
   // Phase 2: the checkpoint to resume from (each rank reads its own shard).
   if (!resumeDir_.empty()) {
     agree(*world_, [&] {
@@ -135,6 +170,7 @@ void Trainer::choosePartition() {
   const size_t nb = model_->numBlocks();
   if (spec_.stages == 1) {
     range_ = {0, nb};
+    parts_ = {StageRange{0, nb}};
     return;
   }
   std::vector<StageRange> parts;
@@ -179,6 +215,7 @@ void Trainer::choosePartition() {
     }
     parts = partitionBalanced(cost, spec_.stages);
   }
+  parts_ = parts;
   range_ = {parts[coord_.stage].begin, parts[coord_.stage].end};
   if (world_->rank() == 0) {
     std::ostringstream os;
@@ -250,8 +287,17 @@ RoundStats Trainer::runRound(int epoch, int64_t firstBatch, int batches) {
     const float lr = lr_->at(epoch, firstBatch + batches - 1, nb);
     ri.lr = [lr](int) { return lr; };
     ri.gradScale = (cfg_.train.accumAverage ? 1.f / float(batches) : 1.f) / float(M);
+  } else if (delayedPipeline()) {
+    // Step g of the round applies the gradients of mini-batches g k .. g k + k - 1.
+    const int k = cfg_.train.accumSteps;
+    ri.lr = [this, epoch, firstBatch, nb, k, batches](int g) {
+      return lr_->at(epoch, firstBatch + std::min(int64_t(g) * k + k - 1, int64_t(batches) - 1), nb);
+    };
+    ri.averageByCount = cfg_.train.accumAverage;
   } else {
-    ri.lr = [this, epoch, firstBatch, nb](int k) { return lr_->at(epoch, firstBatch + k, nb); };
+    // SpecTrain v2 (seed-spectrain.md 2.3): stage k steps (S - k) times as far, re-predicting.
+    const float mult = cfg_.train.algo == "spectrain" && cfg_.spectrain.version == 2 ? float(spec_.stages - coord_.stage) : 1.f;
+    ri.lr = [this, epoch, firstBatch, nb, mult](int k) { return mult * lr_->at(epoch, firstBatch + k, nb); };
   }
   return exec_->run(program(batches * M, Phase::kTrain), ri);
 }
@@ -323,8 +369,8 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
   ckpt_ = std::make_unique<CheckpointStore>(outDir_);
   const bool tty = leader && isatty(STDERR_FILENO);
   const int64_t nb = loader_->batchesPerEpoch();
-  const int perRound = sched_->flushed() ? cfg_.train.accumSteps
-                                         : int(cfg_.pipedream.drainEvery > 0 ? std::min<int64_t>(cfg_.pipedream.drainEvery, nb) : nb);
+  const int drain = delayedPipeline() ? cfg_.petra.drainEvery : cfg_.pipedream.drainEvery;
+  const int perRound = sched_->flushed() ? cfg_.train.accumSteps : int(drain > 0 ? std::min<int64_t>(drain, nb) : nb);
   const auto t0 = Clock::now();
   const double wall0 = progress_.wallSeconds;
   auto wall = [&] { return wall0 + secondsSince(t0); };

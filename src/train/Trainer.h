@@ -57,6 +57,7 @@ class Trainer {
 
  private:
   void setupTopology();
+  bool delayedPipeline() const;  // petra with delays (its own round and step rules)
   void choosePartition();
   void checkpoint();
   void resumeFrom(const std::string& stepDir);
@@ -78,6 +79,7 @@ class Trainer {
   DataSplits dataSplits_;
   std::unique_ptr<Model> model_;
   BlockRange range_;
+  std::vector<StageRange> parts_;  // every stage's blocks
   std::unique_ptr<Optimizer> opt_;
   std::unique_ptr<LrSchedule> lr_;
   std::unique_ptr<BatchLoader> loader_;

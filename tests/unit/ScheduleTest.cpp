@@ -13,7 +13,7 @@ namespace sw {
 namespace {
 
 TEST(Schedule, EveryAlgorithmValidOverTheGrid) {
-  for (const char* algo : {"bp", "dp", "mp", "gpipe", "1f1b", "pipedream"}) {
+  for (const char* algo : {"bp", "dp", "mp", "gpipe", "1f1b", "pipedream", "spectrain", "petra"}) {
     auto sched = makeSchedule(algo);
     const int maxS = sched->maxStages() ? sched->maxStages() : 8;
     for (int S = 1; S <= maxS; ++S)
@@ -28,6 +28,105 @@ TEST(Schedule, EveryAlgorithmValidOverTheGrid) {
             EXPECT_EQ(r.messages, 2 * (S - 1) * M * R) << algo;
           }
   }
+}
+
+// The delayed-gradient pipeline with every option: accumulation, stashed weights, and stages
+// that rebuild their input from what the next stage sends back (one extra message per
+// micro-batch and such boundary).
+TEST(Schedule, DelayedPipelineValidWithEveryOption) {
+  auto sched = makeSchedule("petra");
+  for (int S = 1; S <= 8; ++S)
+    for (int M = 1; M <= 16; M += 3)
+      for (int k : {1, 2, 3})
+        for (int pattern = 0; pattern < 3; ++pattern)
+          for (bool stash : {false, true}) {
+            ScheduleSpec spec{.stages = S, .microbatches = M};
+            spec.accumSteps = k;
+            spec.stashParams = stash;
+            int recon = 0;
+            for (int j = 0; j < S; ++j) {
+              const bool r = j + 1 < S && (pattern == 1 || (pattern == 2 && j % 2 == 0));
+              spec.reconFrom.push_back(r);
+              recon += r;
+            }
+            SimResult res = simulate(*sched, spec);
+            ASSERT_TRUE(res.ok) << "S=" << S << " M=" << M << " k=" << k << " pattern " << pattern << ": " << res.error;
+            EXPECT_EQ(res.messages, 2 * (S - 1) * M + recon * M);
+          }
+}
+
+// seed-petra.md 1.2/1.3: micro-batch m runs forward on stage j at tick m + j and backward at
+// m + 2(J-1) - j; the head does both in one tick; stage j holds up to 2(J-1-j) + 1 micro-batches;
+// with accumulation k every stage steps after the same groups of k micro-batches.
+TEST(Schedule, DelayedPipelineFollowsTheTickSchedule) {
+  const int J = 4, M = 9, k = 2;
+  ScheduleSpec spec{.stages = J, .microbatches = M};
+  spec.accumSteps = k;
+  auto sched = makeSchedule("petra");
+  for (int j = 0; j < J; ++j) {
+    const Program p = sched->build(j, spec);
+    std::vector<std::pair<char, int>> seen;  // (F/B/U, mb or accumulated count)
+    for (const Step& s : p)
+      for (const Instr& in : s) {
+        if (in.op == Op::kForward) seen.push_back({'F', in.mb});
+        if (in.op == Op::kBackward) seen.push_back({'B', in.mb});
+        if (in.op == Op::kOptimizerStep) seen.push_back({'U', in.mb});
+      }
+    // Expected order from the tick rule.
+    std::vector<std::pair<char, int>> want;
+    int count = 0;
+    for (int t = 0; t < M + 2 * (J - 1); ++t) {
+      const int mf = t - j, mb = j == J - 1 ? mf : t - 2 * (J - 1) + j;
+      if (mf >= 0 && mf < M) want.push_back({'F', mf});
+      if (mb >= 0 && mb < M) {
+        want.push_back({'B', mb});
+        if (++count == k) want.push_back({'U', k}), count = 0;
+      }
+    }
+    if (count) want.push_back({'U', count});
+    EXPECT_EQ(seen, want) << "stage " << j;
+    EXPECT_EQ(numSlots(p), std::min(M, 2 * (J - 1 - j) + 1)) << "stage " << j;
+  }
+}
+
+// SpecTrain v1 (seed-spectrain.md 2.2 table): s_f = floor(k/2) + S-k-1 before every forward,
+// s_b = floor(k/2) before every backward, nothing stashed; the 1F1B order is pipedream's.
+TEST(Schedule, SpecTrainPredictionDistances) {
+  auto st = makeSchedule("spectrain");
+  const int table[4][4][2] = {{{0, 0}}, {{1, 0}, {0, 0}}, {{2, 0}, {1, 0}, {1, 1}}, {{3, 0}, {2, 0}, {2, 1}, {1, 1}}};
+  for (int S = 1; S <= 4; ++S)
+    for (int k = 0; k < S; ++k) {
+      const Program p = st->build(k, ScheduleSpec{.stages = S, .microbatches = 6});
+      int sf = 0, sb = 0;
+      for (const Step& s : p)
+        for (size_t i = 0; i < s.size(); ++i) {
+          EXPECT_NE(s[i].op, Op::kStashWeights);
+          if (s[i].op != Op::kPredictWeights) continue;
+          ASSERT_LT(i + 1, s.size());
+          const Instr& next = s[i + 1];
+          EXPECT_EQ(next.version, kVersionPredicted);
+          (next.op == Op::kForward ? sf : sb) = s[i].version;
+          EXPECT_EQ(s[i].tag, next.op == Op::kForward ? 1 : 0);
+        }
+      EXPECT_EQ(sf, table[S - 1][k][0]) << "S=" << S << " k=" << k;
+      EXPECT_EQ(sb, table[S - 1][k][1]) << "S=" << S << " k=" << k;
+    }
+  // Capping the distance at 0 leaves plain pipedream without stashing.
+  ScheduleSpec capped{.stages = 4, .microbatches = 6};
+  capped.maxDistance = 0;
+  ScheduleSpec nostash{.stages = 4, .microbatches = 6};
+  nostash.stash = false;
+  // (Without stashing every version a pipedream backward names is the current one: same program.)
+  auto plain = [](Program p) {
+    for (Step& s : p)
+      for (Instr& in : s) {
+        EXPECT_NE(in.op, Op::kStashWeights);
+        if (in.op == Op::kForward || in.op == Op::kBackward) in.version = -1;
+      }
+    return p;
+  };
+  for (int k = 0; k < 4; ++k)
+    EXPECT_TRUE(plain(st->build(k, capped)) == plain(makeSchedule("pipedream")->build(k, nostash))) << "stage " << k;
 }
 
 TEST(Schedule, EvalProgramsValid) {
@@ -145,7 +244,7 @@ TEST(Validator, CatchesAReductionNotAllReplicasReach) {
 }
 
 TEST(Schedule, UnknownOrUnscheduledAlgorithmIsAConfigError) {
-  EXPECT_THROW(makeSchedule("petra"), ConfigError);
+  EXPECT_THROW(makeSchedule("parle"), ConfigError);
   EXPECT_THROW(makeSchedule("nope"), ConfigError);
 }
 

@@ -681,6 +681,78 @@ void CpuBackend::add(const Tensor& a, const Tensor& b, Tensor& out) {
   for (int64_t i = 0; i < n; ++i) op[i] = ap[i] + bp[i];
 }
 
+namespace {
+// Copies per sample: [n, c0 + c1, sp] <-> two [n, ci, sp] tensors.
+void channelHalves(float* whole, float* a, float* b, int64_t n, int64_t ca, int64_t cb, int64_t sp, bool split) {
+  const int64_t c = ca + cb;
+#pragma omp parallel for if (n * c * sp > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    float* w = whole + i * c * sp;
+    float* pa = a + i * ca * sp;
+    float* pb = b + i * cb * sp;
+    if (split) {
+      std::memcpy(pa, w, sizeof(float) * size_t(ca * sp));
+      std::memcpy(pb, w + ca * sp, sizeof(float) * size_t(cb * sp));
+    } else {
+      std::memcpy(w, pa, sizeof(float) * size_t(ca * sp));
+      std::memcpy(w + ca * sp, pb, sizeof(float) * size_t(cb * sp));
+    }
+  }
+}
+}  // namespace
+
+void CpuBackend::splitChannels(const Tensor& x, Tensor& a, Tensor& b) {
+  SW_CHECK(x.dim(1) == a.dim(1) + b.dim(1) && x.dim(0) == a.dim(0) && x.dim(0) == b.dim(0),
+           "splitChannels: " + x.shape().str() + " into " + a.shape().str() + " + " + b.shape().str());
+  channelHalves(const_cast<float*>(x.data()), a.data(), b.data(), x.dim(0), a.dim(1), b.dim(1), spatial(x), true);
+}
+
+void CpuBackend::concatChannels(const Tensor& a, const Tensor& b, Tensor& x) {
+  SW_CHECK(x.dim(1) == a.dim(1) + b.dim(1) && x.dim(0) == a.dim(0) && x.dim(0) == b.dim(0),
+           "concatChannels: " + a.shape().str() + " + " + b.shape().str() + " into " + x.shape().str());
+  channelHalves(x.data(), const_cast<float*>(a.data()), const_cast<float*>(b.data()), x.dim(0), a.dim(1), b.dim(1),
+                spatial(x), false);
+}
+
+namespace {
+inline int64_t binBegin(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
+inline int64_t binEnd(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+}  // namespace
+
+void CpuBackend::adaptiveAvgPoolForward(const Tensor& x, Tensor& y) {
+  const int64_t nc = x.dim(0) * x.dim(1), h = x.dim(2), w = x.dim(3), oh = y.dim(2), ow = y.dim(3);
+  const float* xp = x.data();
+  float* yp = y.data();
+#pragma omp parallel for if (nc * oh * ow > 16384)
+  for (int64_t p = 0; p < nc; ++p)
+    for (int64_t i = 0; i < oh; ++i)
+      for (int64_t j = 0; j < ow; ++j) {
+        const int64_t r0 = binBegin(i, h, oh), r1 = binEnd(i, h, oh), c0 = binBegin(j, w, ow), c1 = binEnd(j, w, ow);
+        float s = 0.f;
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t c = c0; c < c1; ++c) s += xp[(p * h + r) * w + c];
+        yp[(p * oh + i) * ow + j] = s / float((r1 - r0) * (c1 - c0));
+      }
+}
+
+void CpuBackend::adaptiveAvgPoolBackward(const Tensor& dy, Tensor& dx) {
+  const int64_t nc = dx.dim(0) * dx.dim(1), h = dx.dim(2), w = dx.dim(3), oh = dy.dim(2), ow = dy.dim(3);
+  const float* gp = dy.data();
+  float* dp = dx.data();
+#pragma omp parallel for if (nc * h * w > 16384)
+  for (int64_t p = 0; p < nc; ++p) {
+    float* d = dp + p * h * w;
+    std::fill(d, d + h * w, 0.f);
+    for (int64_t i = 0; i < oh; ++i)
+      for (int64_t j = 0; j < ow; ++j) {
+        const int64_t r0 = binBegin(i, h, oh), r1 = binEnd(i, h, oh), c0 = binBegin(j, w, ow), c1 = binEnd(j, w, ow);
+        const float g = gp[(p * oh + i) * ow + j] / float((r1 - r0) * (c1 - c0));
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t c = c0; c < c1; ++c) d[r * w + c] += g;
+      }
+  }
+}
+
 void CpuBackend::axpy(float alpha, const Tensor& x, Tensor& y) {
   const int64_t n = x.numel();
   const float* xp = x.data();

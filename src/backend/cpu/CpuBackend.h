@@ -64,6 +64,10 @@ class CpuBackend final : public Backend {
   void add(const Tensor& a, const Tensor& b, Tensor& out) override;
   void axpy(float alpha, const Tensor& x, Tensor& y) override;
   void scale(Tensor& x, float alpha) override;
+  void splitChannels(const Tensor& x, Tensor& a, Tensor& b) override;
+  void concatChannels(const Tensor& a, const Tensor& b, Tensor& x) override;
+  void adaptiveAvgPoolForward(const Tensor& x, Tensor& y) override;
+  void adaptiveAvgPoolBackward(const Tensor& dy, Tensor& dx) override;
   double sumSquares(const Tensor& x) override;
   double sum(const Tensor& x) override;
 

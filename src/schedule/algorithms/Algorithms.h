@@ -12,5 +12,7 @@ std::unique_ptr<Schedule> makeModelParallel();                        // mp
 std::unique_ptr<Schedule> makeGPipe();                                // gpipe
 std::unique_ptr<Schedule> makeOneFOneB();                             // 1f1b
 std::unique_ptr<Schedule> makePipeDream();                            // pipedream
+std::unique_ptr<Schedule> makeSpecTrain();                            // spectrain (v1; v2 = pipedream)
+std::unique_ptr<Schedule> makeDelayed();                              // petra (asynchronous)
 
 }  // namespace sw

@@ -4,7 +4,8 @@
 // its forward used (StashWeights keeps the version; Forward/Backward name it). Vertical sync
 // (section 3.3): every stage uses the version stage 0 used for that micro-batch, so one
 // micro-batch sees one consistent model across the pipeline. A round ends drained so it can be
-// checkpointed (`pipedream.drain_every` micro-batches per round).
+// checkpointed (`pipedream.drain_every` micro-batches per round). With stash = false a backward
+// reads the current weights (the SpecTrain system's "vanilla model parallel", MP-nostash).
 #include <set>
 
 #include "schedule/algorithms/Algorithms.h"
@@ -38,7 +39,8 @@ class PipeDream : public Schedule {
     for (size_t i = 0; i < order.size(); ++i) {
       const OrderItem& it = order[i];
       if (it.forward) fwdVersion[it.mb] = spec.verticalSync ? v0[it.mb] : c;
-      desired[i] = fwdVersion[it.mb];
+      // Without stashing a backward reads whatever weights are current (spec's "vanilla").
+      desired[i] = (spec.stash || it.forward) ? fwdVersion[it.mb] : c;
       if (desired[i] != c) needed.insert(desired[i]);
       if (!it.forward) ++c;
     }
