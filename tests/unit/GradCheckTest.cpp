@@ -17,6 +17,7 @@
 #include "nn/Linear.h"
 #include "nn/Loss.h"
 #include "nn/Pool.h"
+#include "nn/Reversible.h"
 #include "nn/Sequential.h"
 
 namespace sw {
@@ -367,6 +368,53 @@ TEST(GradCheck, Sequential) {
   net.add(std::make_unique<Activation>(be, Act::kSigmoid), "sigmoid");
   net.setName("net");
   gradCheck("sequential", net, randn(Shape{3, 2, 6, 6}, rng), rng);
+}
+
+// Reversible coupling y = x~ + F(x), y~ = x and the RevNet downsampling block, with smooth
+// inner activations so no kink is in reach; and adaptive average pooling (7x7 from 5x5 and 1x1).
+TEST(GradCheck, ReversibleCoupling) {
+  Rng rng(22);
+  Backend& be = cpu();
+  auto f = seq(be);
+  f->add(std::make_unique<Conv2d>(be, ConvOpts{.in = 3, .out = 3, .kernel = 3, .stride = 1, .pad = 1}, rng), "conv");
+  f->add(std::make_unique<BatchNorm>(be, 3), "bn");
+  f->add(std::make_unique<Activation>(be, Act::kTanh), "tanh");
+  RevCoupling block(be, std::move(f));
+  block.setName("rev");
+  // Half of the output passes inputs through unchanged: O(1) values whose float rounding in L
+  // is ~1e-5 absolute noise on the difference quotient, so the absolute floor is raised.
+  GcOpts o;
+  o.atol = 1e-4;
+  gradCheck("rev coupling", block, randn(Shape{2, 6, 5, 5}, rng), rng, o);
+}
+
+TEST(GradCheck, ReversibleDownsample) {
+  Rng rng(23);
+  Backend& be = cpu();
+  auto a = seq(be), b = seq(be), sc = seq(be);
+  a->add(std::make_unique<Conv2d>(be, ConvOpts{.in = 2, .out = 4, .kernel = 3, .stride = 2, .pad = 1}, rng), "conv");
+  a->add(std::make_unique<BatchNorm>(be, 4), "bn");
+  a->add(std::make_unique<Activation>(be, Act::kTanh), "tanh");
+  b->add(std::make_unique<Conv2d>(be, ConvOpts{.in = 4, .out = 4, .kernel = 3, .stride = 1, .pad = 1}, rng), "conv");
+  b->add(std::make_unique<Activation>(be, Act::kSigmoid), "sigmoid");
+  sc->add(std::make_unique<Conv2d>(be, ConvOpts{.in = 2, .out = 4, .kernel = 1, .stride = 2, .pad = 0}, rng), "conv");
+  sc->add(std::make_unique<BatchNorm>(be, 4), "bn");
+  RevDownsample block(be, std::move(a), std::move(b), std::move(sc));
+  block.setName("down");
+  GcOpts o;
+  o.atol = 1e-4;  // as for the coupling: h is passed through as y~
+  gradCheck("rev downsample", block, randn(Shape{2, 4, 6, 6}, rng), rng, o);
+}
+
+TEST(GradCheck, AdaptiveAvgPool) {
+  Rng rng(24);
+  Backend& be = cpu();
+  AdaptiveAvgPool2d p7(be, 7, 7), p3(be, 3, 2);
+  p7.setName("adaptive7");
+  p3.setName("adaptive3x2");
+  gradCheck("adaptive 5x5->7x7", p7, randn(Shape{2, 3, 5, 5}, rng), rng);
+  gradCheck("adaptive 1x1->7x7", p7, randn(Shape{2, 3, 1, 1}, rng), rng);
+  gradCheck("adaptive 7x5->3x2", p3, randn(Shape{2, 2, 7, 5}, rng), rng);
 }
 
 // ---------------------------------------------------------------------------------------------
