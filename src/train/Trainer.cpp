@@ -6,6 +6,8 @@
 // position and partial-epoch sums.
 #include "train/Trainer.h"
 
+#include "core/Allocator.h"
+
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -443,7 +445,7 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
     const double epochSec = secondsSince(te);
     // Per-rank time split and memory, gathered for the record: idle fraction (blocked on a peer
     // or a reduction), blocked milliseconds per optimizer step, peak resident memory.
-    constexpr size_t kPer = 3;
+    constexpr size_t kPer = 4;
     std::vector<double> ranks(size_t(world_->size()) * kPer, 0.0);
     {
       const size_t me = size_t(world_->rank()) * kPer;
@@ -452,6 +454,7 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
       ranks[me] = epochStats.wait / std::max(epochStats.total, 1e-9);
       ranks[me + 1] = 1e3 * epochStats.wait / std::max(1, epochStats.updates);
       ranks[me + 2] = double(ru.ru_maxrss) / 1024.0;
+      ranks[me + 3] = double(HostAllocator::instance().peakLiveBytes()) / double(1 << 20);
     }
     world_->allReduceValues(ranks, ReduceOp::kSum);
     const double samples = double(progress_.batch - startBatch) * double(cfg_.train.batchSize);
@@ -461,21 +464,24 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
                      .samplesPerSec = samples / std::max(epochSec, 1e-9), .wallSec = wall(),
                      .extra = {{"lr", lr_->at(epoch, std::max<int64_t>(0, progress_.batch - 1), nb)}}};
     {
-      double idleMax = 0, idleMean = 0, rssMax = 0;
+      double idleMax = 0, idleMean = 0, rssMax = 0, tensorMax = 0;
       for (int r = 0; r < world_->size(); ++r) {
         const size_t k = size_t(r) * kPer;
         idleMax = std::max(idleMax, ranks[k]);
         idleMean += ranks[k] / world_->size();
         rssMax = std::max(rssMax, ranks[k + 2]);
+        tensorMax = std::max(tensorMax, ranks[k + 3]);
         if (world_->size() > 1 && world_->size() <= 16) {
           tr.extra.push_back({"idle_rank" + std::to_string(r), ranks[k]});
           tr.extra.push_back({"wait_ms_per_step_rank" + std::to_string(r), ranks[k + 1]});
           tr.extra.push_back({"peak_rss_mb_rank" + std::to_string(r), ranks[k + 2]});
+          tr.extra.push_back({"peak_tensor_mb_rank" + std::to_string(r), ranks[k + 3]});
         }
       }
       tr.extra.push_back({"idle_mean", idleMean});
       tr.extra.push_back({"idle_max", idleMax});
       tr.extra.push_back({"peak_rss_mb_max", rssMax});
+      tr.extra.push_back({"peak_tensor_mb_max", tensorMax});
     }
     if (leader) metrics_->write(tr);
     const auto tv = Clock::now();
