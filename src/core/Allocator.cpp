@@ -72,4 +72,10 @@ size_t HostAllocator::cachedBytes() const { return pool().cached; }
 size_t HostAllocator::liveBytes() const { return pool().live; }
 size_t HostAllocator::peakLiveBytes() const { return pool().peak; }
 
+void HostAllocator::resetPeak() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lock(p.mu);
+  p.peak = p.live;
+}
+
 }  // namespace sw

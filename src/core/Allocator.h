@@ -16,6 +16,8 @@ class HostAllocator {
   size_t cachedBytes() const;
   size_t liveBytes() const;
   size_t peakLiveBytes() const;
+  // Restarts the peak from the bytes live now (a phase's own peak).
+  void resetPeak();
 
  private:
   HostAllocator() = default;

@@ -373,6 +373,8 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
   const int64_t nb = loader_->batchesPerEpoch();
   const int drain = delayedPipeline() ? cfg_.petra.drainEvery : cfg_.pipedream.drainEvery;
   const int perRound = sched_->flushed() ? cfg_.train.accumSteps : int(drain > 0 ? std::min<int64_t>(drain, nb) : nb);
+  const size_t liveAtStart = HostAllocator::instance().liveBytes();
+  HostAllocator::instance().resetPeak();
   const auto t0 = Clock::now();
   const double wall0 = progress_.wallSeconds;
   auto wall = [&] { return wall0 + secondsSince(t0); };
@@ -454,7 +456,9 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
       ranks[me] = epochStats.wait / std::max(epochStats.total, 1e-9);
       ranks[me + 1] = 1e3 * epochStats.wait / std::max(1, epochStats.updates);
       ranks[me + 2] = double(ru.ru_maxrss) / 1024.0;
-      ranks[me + 3] = double(HostAllocator::instance().peakLiveBytes()) / double(1 << 20);
+      // Tensor memory of training above what was live when it started (data set, weights):
+      // activations, stashes, gradients, optimizer state, message buffers.
+      ranks[me + 3] = double(HostAllocator::instance().peakLiveBytes() - std::min(liveAtStart, HostAllocator::instance().peakLiveBytes())) / double(1 << 20);
     }
     world_->allReduceValues(ranks, ReduceOp::kSum);
     const double samples = double(progress_.batch - startBatch) * double(cfg_.train.batchSize);
