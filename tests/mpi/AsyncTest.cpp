@@ -398,6 +398,22 @@ TEST(Delayed, OneStageEqualsDataParallel) {
   runtime().world().barrier();
 }
 
+// Every stage runs its own optimizer on its delayed gradients: Adam (bias correction per stage
+// step count) and LARS (per-tensor trust ratio) with weight decay excluded from BN and biases.
+TEST(Delayed, AdamAndLarsPerStageEqualTheTickSimulation) {
+  const std::string dir = sharedDir("delayed_opt");
+  for (const char* opt : {"adam", "lars"}) {
+    const std::vector<std::string> o{std::string("optim.name=") + opt, "optim.weight_decay=0.01", "optim.bn_bias_decay=false",
+                                     "optim.lr=0.01", "train.accum_steps=5", "petra.store_input=true"};  // 12 = 5 + 5 + 2
+    auto d = trainDist(revCfg(o), dir + "/" + opt);
+    Replay r(revCfg(o));
+    replayDelayed(r, Keep::kInput, false, 5);
+    const int k = runtime().world().rank();
+    EXPECT_EQ(flat(d->model().params(d->stageRange())), flat(r.model->params(r.stages[k]))) << opt << " stage " << k;
+  }
+  runtime().world().barrier();
+}
+
 TEST(Delayed, SynchronousModesEqualBackprop) {
   const std::string dir = sharedDir("sync");
   Trainer bp(revCfg({"train.algo=bp", "pipe.partition=", "train.accum_steps=2"}), dir + "/bp_" + std::to_string(runtime().world().rank()));
