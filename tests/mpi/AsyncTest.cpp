@@ -414,6 +414,24 @@ TEST(Delayed, AdamAndLarsPerStageEqualTheTickSimulation) {
   runtime().world().barrier();
 }
 
+// Rounds end drained, so a run stopped mid-epoch and resumed ends bit-identical.
+TEST(Delayed, StopAndResumeIsBitIdentical) {
+  const std::string dir = sharedDir("petra_resume");
+  const std::vector<std::string> o{"petra.drain_every=4", "train.accum_steps=2", "train.epochs=2"};
+  auto ref = trainDist(revCfg(o), dir + "/ref");
+  {
+    auto c = revCfg(o);
+    c.train.maxSteps = 3;  // stops after the round that reaches step 4 (mid-epoch)
+    trainDist(c, dir + "/run");
+  }
+  Trainer b(revCfg(o), dir + "/run", dir + "/run", &runtime().world());
+  b.prepare();
+  EXPECT_EQ(b.progress().step, 4);
+  b.run();
+  EXPECT_EQ(flat(b.model().params(b.stageRange())), flat(ref->model().params(ref->stageRange())));
+  runtime().world().barrier();
+}
+
 TEST(Delayed, SynchronousModesEqualBackprop) {
   const std::string dir = sharedDir("sync");
   Trainer bp(revCfg({"train.algo=bp", "pipe.partition=", "train.accum_steps=2"}), dir + "/bp_" + std::to_string(runtime().world().rank()));
