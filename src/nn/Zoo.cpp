@@ -117,6 +117,23 @@ void buildAllCnn(Model& m, const ModelSpec& s, Backend& be) {
   h.add(std::make_unique<Flatten>(be), "flatten");
 }
 
+// torchvision residual shortcut: 1x1(s)-BN when the shape changes, else identity (null).
+LayerPtr projection(Backend& be, Rng& rng, int64_t cin, int64_t cout, int64_t stride) {
+  if (stride == 1 && cin == cout) return nullptr;
+  auto s = std::make_unique<Sequential>(be);
+  s->add(std::make_unique<Conv2d>(be, ConvOpts{.in = cin, .out = cout, .kernel = 1, .stride = stride, .pad = 0, .bias = false, .init = Init::kKaimingNormalFanOut}, rng), "conv");
+  s->add(std::make_unique<BatchNorm>(be, cout), "bn");
+  return s;
+}
+
+// Global average pool, flatten, linear classifier: the head block of the ResNet family.
+void addPoolHead(Model& m, Backend& be, Rng& rng, int64_t cin) {
+  Sequential& h = m.addBlock("head");
+  h.add(std::make_unique<AvgPool2d>(be, 0, 0), "gap");
+  h.add(std::make_unique<Flatten>(be), "flatten");
+  h.add(std::make_unique<Linear>(be, cin, m.classes(), true, rng), "fc");
+}
+
 // torchvision BasicBlock: conv3x3(s)-BN-ReLU-conv3x3-BN (+ shortcut 1x1(s)-BN), ReLU.
 LayerPtr basicBlock(Backend& be, Rng& rng, int64_t cin, int64_t cout, int64_t stride) {
   auto main = std::make_unique<Sequential>(be);
@@ -126,14 +143,7 @@ LayerPtr basicBlock(Backend& be, Rng& rng, int64_t cin, int64_t cout, int64_t st
   main->add(std::make_unique<Activation>(be, Act::kRelu), "relu");
   main->add(std::make_unique<Conv2d>(be, ConvOpts{.in = cout, .out = cout, .kernel = 3, .stride = 1, .pad = 1, .bias = false, .init = ki}, rng), "conv2");
   main->add(std::make_unique<BatchNorm>(be, cout), "bn2");
-  LayerPtr sc;
-  if (stride != 1 || cin != cout) {
-    auto s = std::make_unique<Sequential>(be);
-    s->add(std::make_unique<Conv2d>(be, ConvOpts{.in = cin, .out = cout, .kernel = 1, .stride = stride, .pad = 0, .bias = false, .init = ki}, rng), "conv");
-    s->add(std::make_unique<BatchNorm>(be, cout), "bn");
-    sc = std::move(s);
-  }
-  return std::make_unique<Residual>(be, std::move(main), std::move(sc), Act::kRelu);
+  return std::make_unique<Residual>(be, std::move(main), projection(be, rng, cin, cout, stride), Act::kRelu);
 }
 
 // ResNet-18/34 with the CIFAR stem (conv3x3 64, BN, ReLU, no max-pool); one block per
@@ -156,10 +166,7 @@ void buildResnet(Model& m, const ModelSpec& s, Backend& be, std::vector<int> lay
       cin = cout;
     }
   }
-  Sequential& h = m.addBlock("head");
-  h.add(std::make_unique<AvgPool2d>(be, 0, 0), "gap");
-  h.add(std::make_unique<Flatten>(be), "flatten");
-  h.add(std::make_unique<Linear>(be, cin, m.classes(), true, rng), "fc");
+  addPoolHead(m, be, rng, cin);
 }
 
 // torchvision Bottleneck (ResNet v1.5: stride on the 3x3): 1x1-BN-ReLU-3x3(s)-BN-ReLU-1x1(4w)-BN
@@ -176,14 +183,7 @@ LayerPtr bottleneck(Backend& be, Rng& rng, int64_t cin, int64_t w, int64_t strid
   main->add(std::make_unique<Activation>(be, Act::kRelu), "relu2");
   main->add(std::make_unique<Conv2d>(be, ConvOpts{.in = w, .out = cout, .kernel = 1, .stride = 1, .pad = 0, .bias = false, .init = ki}, rng), "conv3");
   main->add(std::make_unique<BatchNorm>(be, cout), "bn3");
-  LayerPtr sc;
-  if (stride != 1 || cin != cout) {
-    auto s = std::make_unique<Sequential>(be);
-    s->add(std::make_unique<Conv2d>(be, ConvOpts{.in = cin, .out = cout, .kernel = 1, .stride = stride, .pad = 0, .bias = false, .init = ki}, rng), "conv");
-    s->add(std::make_unique<BatchNorm>(be, cout), "bn");
-    sc = std::move(s);
-  }
-  return std::make_unique<Residual>(be, std::move(main), std::move(sc), Act::kRelu);
+  return std::make_unique<Residual>(be, std::move(main), projection(be, rng, cin, cout, stride), Act::kRelu);
 }
 
 // ResNet-50 as the SpecTrain system trains it on CIFAR: the ImageNet stem (7x7/2, BN, ReLU,
@@ -207,10 +207,7 @@ void buildResnet50(Model& m, const ModelSpec& s, Backend& be) {
       cin = 4 * width;
     }
   }
-  Sequential& h = m.addBlock("head");
-  h.add(std::make_unique<AvgPool2d>(be, 0, 0), "gap");
-  h.add(std::make_unique<Flatten>(be), "flatten");
-  h.add(std::make_unique<Linear>(be, cin, m.classes(), true, rng), "fc");
+  addPoolHead(m, be, rng, cin);
 }
 
 // VGG-16 without batch norm, as PipeDream/SpecTrain partition it (16 blocks): blocks 0-12 are
@@ -282,10 +279,7 @@ void buildRevnet(Model& m, const ModelSpec& s, Backend& be, std::vector<int> lay
       }
     }
   }
-  Sequential& h = m.addBlock("head");
-  h.add(std::make_unique<AvgPool2d>(be, 0, 0), "gap");
-  h.add(std::make_unique<Flatten>(be), "flatten");
-  h.add(std::make_unique<Linear>(be, 2 * c, m.classes(), true, rng), "fc");
+  addPoolHead(m, be, rng, 2 * c);  // concatenated streams
 }
 
 }  // namespace

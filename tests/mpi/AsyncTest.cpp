@@ -19,6 +19,7 @@
 #include <map>
 
 #include "comm/Mpi.h"
+#include "MpiTestUtil.h"
 #include "config/TrainConfig.h"
 #include "data/Dataset.h"
 #include "nn/Zoo.h"
@@ -30,19 +31,8 @@ namespace fs = std::filesystem;
 namespace sw {
 namespace {
 
-MpiRuntime& runtime() {
-  static MpiRuntime rt(nullptr, nullptr);
-  return rt;
-}
-
-std::string sharedDir(const std::string& name) {
-  Communicator& w = runtime().world();
-  std::string d = w.rank() == 0 ? ::testing::TempDir() + "/swasync_" + name + "_" + std::to_string(::getpid()) : "";
-  w.broadcastString(d, 0);
-  if (w.rank() == 0) fs::remove_all(d);
-  w.barrier();
-  return d;
-}
+using mpitest::runtime;
+using mpitest::sharedDir;
 
 // Stage boundaries for S = 2..4 stages (first block of stages 1..S-1).
 std::string partition(int S, bool revnet) {
@@ -233,7 +223,9 @@ TEST(SpecTrain, ZeroMomentumStillPredictsAlongTheLastGradient) {
   EXPECT_EQ(flat(d->model().params(d->stageRange())), flat(r.model->params(r.stages[k]))) << "stage " << k;
   auto plain = trainDist(mlpCfg({"train.algo=pipedream", "pipedream.stash=false", "pipedream.drain_every=6", "optim.momentum=0"}),
                          dir + "/plain");
-  if (k == 0) EXPECT_NE(flat(d->model().params(d->stageRange())), flat(plain->model().params(plain->stageRange())));
+  if (k == 0) {
+    EXPECT_NE(flat(d->model().params(d->stageRange())), flat(plain->model().params(plain->stageRange())));
+  }
   runtime().world().barrier();
 }
 
@@ -244,8 +236,9 @@ TEST(SpecTrain, DistanceZeroEqualsPipeDreamWithoutStashing) {
   EXPECT_EQ(flat(a->model().params(a->stageRange())), flat(b->model().params(b->stageRange())));
   // ... and prediction changes the trajectory.
   auto c = trainDist(mlpCfg({"train.algo=spectrain"}), dir + "/c");
-  if (runtime().world().rank() == 0)
+  if (runtime().world().rank() == 0) {
     EXPECT_NE(flat(a->model().params(a->stageRange())), flat(c->model().params(c->stageRange())));
+  }
   runtime().world().barrier();
 }
 

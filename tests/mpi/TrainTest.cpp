@@ -14,6 +14,7 @@
 #include <filesystem>
 
 #include "comm/Mpi.h"
+#include "MpiTestUtil.h"
 #include "config/TrainConfig.h"
 #include "coord/Coordinator.h"
 #include "data/Dataset.h"
@@ -25,20 +26,8 @@ namespace fs = std::filesystem;
 namespace sw {
 namespace {
 
-MpiRuntime& runtime() {
-  static MpiRuntime rt(nullptr, nullptr);
-  return rt;
-}
-
-// A directory shared by all ranks of this test (rank 0 picks the name).
-std::string sharedDir(const std::string& name) {
-  Communicator& w = runtime().world();
-  std::string d = w.rank() == 0 ? ::testing::TempDir() + "/swmpi_" + name + "_" + std::to_string(::getpid()) : "";
-  w.broadcastString(d, 0);
-  if (w.rank() == 0) fs::remove_all(d);
-  w.barrier();
-  return d;
-}
+using mpitest::runtime;
+using mpitest::sharedDir;
 
 TrainConfig cfgWith(std::vector<std::string> extra) {
   std::vector<std::string> o = {"data.name=synthetic", "data.synthetic_train=384", "data.synthetic_test=128",
