@@ -1,6 +1,7 @@
 // The schedule inspection command.
 #include "schedule/ScheduleCommand.h"
 
+#include <fstream>
 #include <iomanip>
 
 #include "core/Error.h"
@@ -37,10 +38,15 @@ double toNum(const std::string& flag, const std::string& v) {
 
 const char* kHelp =
     "usage: stagewise schedule --algo A --stages S --microbatches M [--replicas R]\n"
-    "                          [--vertical-sync] [--forward-cost F] [--backward-cost B] [--program]\n"
-    "  A: bp dp mp gpipe 1f1b pipedream. Prints each rank's timeline (F3 = forward of\n"
-    "  micro-batch 3, B3 = its backward, AR = gradient allreduce, U = optimizer step),\n"
-    "  its idle fraction and, for flushed pipelines, the bound (S-1)/(M+S-1).\n";
+    "                          [--vertical-sync] [--no-stash] [--accum K] [--stash-params]\n"
+    "                          [--reconstruct] [--forward-cost F] [--backward-cost B]\n"
+    "                          [--program] [--events FILE]\n"
+    "  A: bp dp mp gpipe 1f1b pipedream spectrain petra. Prints each rank's timeline\n"
+    "  (F3 = forward of micro-batch 3, B3 = its backward, AR = gradient allreduce,\n"
+    "  U = optimizer step), its idle fraction and, for flushed pipelines, the bound\n"
+    "  (S-1)/(M+S-1). --no-stash: pipedream without weight stashing; petra: --accum K\n"
+    "  backwards per step, --stash-params, --reconstruct (every stage inverts its top block).\n"
+    "  --events FILE writes one JSON object per compute span (tools/plot_schedule.py draws it).\n";
 
 }  // namespace
 
@@ -50,7 +56,8 @@ int scheduleCommand(const std::vector<std::string>& args, std::ostream& out) {
   spec.stages = 4;
   spec.microbatches = 8;
   SimCosts costs;
-  bool showProgram = false;
+  bool showProgram = false, reconstruct = false;
+  std::string eventsFile;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string a = args[i], v;
     const size_t eq = a.find('=');
@@ -74,9 +81,15 @@ int scheduleCommand(const std::vector<std::string>& args, std::ostream& out) {
     else if (a == "--forward-cost") costs.forward = toNum(a, value());
     else if (a == "--backward-cost") costs.backward = toNum(a, value());
     else if (a == "--program") showProgram = true;
+    else if (a == "--no-stash") spec.stash = false;
+    else if (a == "--accum") spec.accumSteps = toInt(a, value(), 1, 4096);
+    else if (a == "--stash-params") spec.stashParams = true;
+    else if (a == "--reconstruct") reconstruct = true;
+    else if (a == "--events") eventsFile = value();
     else throw ConfigError("unexpected argument '" + args[i] + "'\n" + kHelp);
   }
   auto sched = makeSchedule(algo);
+  if (reconstruct) spec.reconFrom.assign(size_t(spec.stages), true);
   if (sched->maxStages() > 0 && spec.stages > sched->maxStages())
     throw ConfigError("--algo " + algo + " runs " + std::to_string(sched->maxStages()) + " stage per replica");
   out << algo << ": " << spec.stages << " stage(s) x " << spec.replicas << " replica(s), " << spec.microbatches
@@ -94,6 +107,15 @@ int scheduleCommand(const std::vector<std::string>& args, std::ostream& out) {
   }
   const SimResult r = simulate(*sched, spec, costs);
   out << renderTimeline(r, spec);
+  if (!eventsFile.empty()) {
+    std::ofstream f(eventsFile);
+    if (!f) throw InputError(eventsFile + ": cannot write the events file");
+    f << "{\"algo\": \"" << algo << "\", \"stages\": " << spec.stages << ", \"replicas\": " << spec.replicas
+      << ", \"microbatches\": " << spec.microbatches << ", \"makespan\": " << r.makespan << "}\n";
+    for (const TimelineEvent& e : r.events)
+      f << "{\"rank\": " << e.rank << ", \"op\": \"" << opName(e.in.op) << "\", \"mb\": " << e.in.mb
+        << ", \"label\": \"" << shortStr(e.in) << "\", \"start\": " << e.start << ", \"end\": " << e.end << "}\n";
+  }
   if (!r.ok) return 1;
   if (sched->flushed() && spec.stages > 1)
     out << "bound for a flushed pipeline (S-1)/(M+S-1) = " << std::fixed << std::setprecision(1)
