@@ -86,6 +86,8 @@ if [[ -z ${OMP_NUM_THREADS:-} ]]; then
   ((OMP_NUM_THREADS >= 1)) || OMP_NUM_THREADS=1
 fi
 export OMP_NUM_THREADS
+# More ranks than cores: threads that spin while waiting steal the cores other ranks need.
+if ((nranks > $(nproc))); then export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}; fi
 
 # mpirun truncates existing log files: keep a previous launch's logs (e.g. before --resume).
 if [[ -d $rundir/logs && -n $(ls -A -- "$rundir/logs" 2>/dev/null) ]]; then

@@ -13,6 +13,7 @@ namespace sw {
 namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+constexpr size_t kMaxEvalSendsInFlight = 2;
 }  // namespace
 
 void RoundStats::add(const RoundStats& o) {
@@ -210,7 +211,18 @@ void Executor::dispatch(const Instr& in, const RoundInputs& ri, RoundStats& st) 
       Slot& s = slot(in);
       sends_.push_back(c_.pipe->send(c_.be->toHost(s.out), in.peer, in.tag));
       s.out = Tensor();
-      if (ri.phase == Phase::kEval) s.reset();
+      if (ri.phase == Phase::kEval) {
+        s.reset();
+        // A forward-only stream has no backward to pace it: without a bound the first stage
+        // would buffer the whole evaluation set in unreceived messages.
+        reapSends();
+        if (sends_.size() > kMaxEvalSendsInFlight) {
+          const auto tw = Clock::now();
+          sends_.front()->wait();
+          st.wait += since(tw);
+          reapSends();
+        }
+      }
       break;
     }
     case Op::kSendGrad: {
