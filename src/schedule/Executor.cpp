@@ -6,6 +6,8 @@
 #include "schedule/Executor.h"
 
 #include <cmath>
+#include <functional>
+#include <set>
 
 #include "core/Error.h"
 
@@ -25,6 +27,7 @@ void RoundStats::add(const RoundStats& o) {
   wait += o.wait;
   optimizer += o.optimizer;
   total += o.total;
+  peakHeldBytes = std::max(peakHeldBytes, o.peakHeldBytes);
 }
 
 struct Executor::Slot {
@@ -160,6 +163,8 @@ RoundStats Executor::run(const Program& program, const RoundInputs& ri) {
     else if (in.op == Op::kBackward) backward(in, overlap, st);
     else dispatch(in, ri, st);
     if (traced) trace_.push_back({in, tStart, since(t0_)});
+    if (in.op == Op::kForward || in.op == Op::kStashWeights || in.op == Op::kPredictWeights)
+      st.peakHeldBytes = std::max(st.peakHeldBytes, heldBytes());
     for (auto it = stash_.begin(); it != stash_.end();) {
       auto lu = lastUse.find(it->first);
       const bool dead = it->first != swappedVersion_ && (lu == lastUse.end() || lu->second <= pc);
@@ -457,6 +462,29 @@ Tensor Executor::recomputedBackward(Slot& s, const Tensor& dy, InputGrad ig) {
   s.rngAt.clear();
   s.stored = false;
   return g;
+}
+
+size_t Executor::heldBytes() const {
+  std::set<const void*> seen;
+  size_t total = 0;
+  auto add = [&](const Tensor& t) {
+    if (t.defined() && seen.insert(t.data()).second) total += t.bytes();
+  };
+  std::function<void(const Ctx&)> walk = [&](const Ctx& c) {
+    for (const Tensor& t : c.saved) add(t);
+    for (const Ctx& k : c.sub) walk(k);
+  };
+  for (const auto& s : slots_) {
+    walk(s->ctx);
+    walk(s->lossCtx);
+    for (const Tensor& t : s->blockIn) add(t);
+    add(s->in);
+    add(s->reconIn);
+  }
+  for (const auto& [v, ts] : stash_)
+    for (const Tensor& t : ts) add(t);
+  for (const Tensor& t : predicted_) add(t);
+  return total;
 }
 
 }  // namespace sw

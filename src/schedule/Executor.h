@@ -52,6 +52,10 @@ struct RoundStats {
   int updates = 0;
   // Seconds spent: forward/backward compute, blocked on receives or reductions, optimizer.
   double compute = 0, wait = 0, optimizer = 0, total = 0;
+  // Largest state held between instructions for later backwards: saved contexts, kept inputs,
+  // stashed and predicted weights (bytes, each buffer counted once). Deterministic, unlike
+  // allocator peaks, which also see transient buffers and unreceived messages.
+  size_t peakHeldBytes = 0;
   void add(const RoundStats& o);
 };
 
@@ -97,6 +101,7 @@ class Executor {
   void storedForward(Slot& s, Mode mode);         // forward keeping what Storage says
   Tensor recomputedBackward(Slot& s, const Tensor& dy, InputGrad ig);
   void reapSends();
+  size_t heldBytes() const;
   Slot& slot(const Instr& in);
   Shape inputShape(int64_t rows) const;
   Shape outputShape(int64_t rows) const;

@@ -447,7 +447,7 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
     const double epochSec = secondsSince(te);
     // Per-rank time split and memory, gathered for the record: idle fraction (blocked on a peer
     // or a reduction), blocked milliseconds per optimizer step, peak resident memory.
-    constexpr size_t kPer = 4;
+    constexpr size_t kPer = 5;
     std::vector<double> ranks(size_t(world_->size()) * kPer, 0.0);
     {
       const size_t me = size_t(world_->rank()) * kPer;
@@ -458,6 +458,7 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
       ranks[me + 2] = double(ru.ru_maxrss) / 1024.0;
       // Tensor memory of training above what was live when it started (data set, weights):
       // activations, stashes, gradients, optimizer state, message buffers.
+      ranks[me + 4] = double(epochStats.peakHeldBytes) / double(1 << 20);
       ranks[me + 3] = double(HostAllocator::instance().peakLiveBytes() - std::min(liveAtStart, HostAllocator::instance().peakLiveBytes())) / double(1 << 20);
     }
     world_->allReduceValues(ranks, ReduceOp::kSum);
@@ -480,6 +481,7 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
           tr.extra.push_back({"wait_ms_per_step_rank" + std::to_string(r), ranks[k + 1]});
           tr.extra.push_back({"peak_rss_mb_rank" + std::to_string(r), ranks[k + 2]});
           tr.extra.push_back({"peak_tensor_mb_rank" + std::to_string(r), ranks[k + 3]});
+          tr.extra.push_back({"peak_held_mb_rank" + std::to_string(r), ranks[k + 4]});
         }
       }
       tr.extra.push_back({"idle_mean", idleMean});
