@@ -462,6 +462,15 @@ TEST(Delayed, FrozenWeightsGiveTheSynchronousGradients) {
   std::printf("[ frozen   ] stage %d: PETRA vs synchronous gradients, relative L2 %.2e, max elementwise %.2e\n",
               runtime().world().rank(), l2Rel(mp, ms), maxRel(mp, ms));
   EXPECT_LE(l2Rel(mp, ms), 1e-5) << "PETRA with frozen weights";
+  // Running statistics come from training forwards only (never from recomputes or
+  // reconstructions), in micro-batch order: identical to the synchronous run's.
+  auto bufs = [](Trainer& t) {
+    std::vector<float> v;
+    for (Buffer* b : t.model().buffers(t.stageRange())) v.insert(v.end(), b->value.data(), b->value.data() + b->value.numel());
+    return v;
+  };
+  EXPECT_EQ(bufs(*dsp), bufs(*sync));
+  EXPECT_EQ(bufs(*petra), bufs(*sync));
   runtime().world().barrier();
 }
 
