@@ -69,6 +69,17 @@ struct PetraSection {
   int drainEvery = 0;  // mini-batches per round (0 = the whole epoch)
 };
 
+// Interlocking backprop (seed-interlocking.md): n-wise (n = communication distance + 1; 1 =
+// local, 2 = pairwise, >= components = global), the pairwise variant, the auxiliary heads and
+// the component split ("5,4,4,rest": block counts, the stem and the output head one block each).
+struct InterlockingSection {
+  int n = 2;
+  std::string pairwiseMode = "next_only";
+  std::string aux = "conv128_bn_conv64_bn_gbpl_fc";
+  std::string blocksPerComponent;
+  int drainEvery = 64;  // mini-batches between pipeline drains (0 = once per epoch)
+};
+
 struct DpSection {
   double bucketMb = 25;
 };
@@ -92,6 +103,7 @@ struct TrainConfig {
   PipeDreamSection pipedream;
   SpecTrainSection spectrain;
   PetraSection petra;
+  InterlockingSection interlocking;
   DpSection dp;
   // The resolved "section.key = value" lines, in declaration order (written to DIR/config.ini).
   std::vector<std::pair<std::string, std::string>> resolved;

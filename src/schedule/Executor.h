@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <vector>
 
 #include "comm/Communicator.h"
@@ -74,6 +75,12 @@ struct ExecutorOptions {
   bool trace = false;              // keep a TraceEvent per compute instruction
   Retain storage = Retain::kContext;
   bool reconFromNext = false;  // kReconstruct: the next stage sends back this stage's output
+  // Interlocking backprop (seed-interlocking.md): the rule, with this stage as component
+  // coord.stage; mean-mode backward weights come from it.
+  bool interlocking = false;
+  InterlockRule interlock;
+  // A send first waits for the previous send on its (peer, tag) channel (ScheduleSpec::boundedSends).
+  bool boundedSends = false;
 };
 
 class Executor {
@@ -97,6 +104,10 @@ class Executor {
   void storedForward(Slot& s, Mode mode);         // forward keeping what Storage says
   Tensor recomputedBackward(Slot& s, const Tensor& dy, InputGrad ig);
   void reapSends();
+  void postSend(const Tensor& t, int peer, int tag, RoundStats& st);
+  // Interlocking (ExecutorInterlocking section of Executor.cpp).
+  void localLoss(const Instr& in, RoundStats& st);
+  void lossBackward(const Instr& in, RoundStats& st);
   Slot& slot(const Instr& in);
   Shape inputShape(int64_t rows) const;
   Shape outputShape(int64_t rows) const;
@@ -113,6 +124,9 @@ class Executor {
   bool predictedValid_ = false, predictedSwapped_ = false;
   int version_ = 0;
   std::vector<WorkPtr> sends_;
+  std::map<std::pair<int, int>, WorkPtr> channelSend_;  // boundedSends: last send per (peer, tag)
+  std::map<int, int> ctxUses_;                 // interlocking: backward passes left per mb
+  std::set<std::pair<int, int>> lossSent_;     // interlocking: (mb, loss) whose dx is sent
   std::vector<TraceEvent> trace_;
   std::chrono::steady_clock::time_point t0_;
 };

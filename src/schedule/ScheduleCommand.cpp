@@ -38,9 +38,13 @@ double toNum(const std::string& flag, const std::string& v) {
 const char* kHelp =
     "usage: stagewise schedule --algo A --stages S --microbatches M [--replicas R]\n"
     "                          [--vertical-sync] [--forward-cost F] [--backward-cost B] [--program]\n"
-    "  A: bp dp mp gpipe 1f1b pipedream. Prints each rank's timeline (F3 = forward of\n"
-    "  micro-batch 3, B3 = its backward, AR = gradient allreduce, U = optimizer step),\n"
-    "  its idle fraction and, for flushed pipelines, the bound (S-1)/(M+S-1).\n";
+    "                          [--n N] [--pairwise-mode next_only|sum|mean] [--aux-cost A]\n"
+    "                          [--input-grad-cost I]\n"
+    "  A: bp dp mp gpipe 1f1b pipedream spectrain petra interlocking local. Prints each rank's\n"
+    "  timeline (F3 = forward of micro-batch 3, B3 = its backward, AR = gradient allreduce,\n"
+    "  U = optimizer step; interlocking: L3 = aux-head loss, i3 = input-only backward), its idle\n"
+    "  fraction and, for flushed pipelines, the bound (S-1)/(M+S-1). For interlocking, --n is\n"
+    "  n-wise (2 = pairwise, the default) and M counts mini-batches (one step each).\n";
 
 }  // namespace
 
@@ -74,9 +78,18 @@ int scheduleCommand(const std::vector<std::string>& args, std::ostream& out) {
     else if (a == "--forward-cost") costs.forward = toNum(a, value());
     else if (a == "--backward-cost") costs.backward = toNum(a, value());
     else if (a == "--program") showProgram = true;
+    else if (a == "--n") spec.distance = toInt(a, value(), 1, 1 << 20) - 1;
+    else if (a == "--pairwise-mode") spec.pairwise = parsePairwiseMode(value());
+    else if (a == "--aux-cost") costs.aux = toNum(a, value());
+    else if (a == "--input-grad-cost") costs.inputGrad = toNum(a, value());
     else throw ConfigError("unexpected argument '" + args[i] + "'\n" + kHelp);
   }
   auto sched = makeSchedule(algo);
+  if (algo == "local") spec.distance = 0;
+  if (algo == "interlocking" || algo == "local") {
+    spec.boundedSends = true;
+    InterlockRule{.components = spec.stages, .distance = spec.distance, .mode = spec.pairwise}.validate("--n");
+  }
   if (sched->maxStages() > 0 && spec.stages > sched->maxStages())
     throw ConfigError("--algo " + algo + " runs " + std::to_string(sched->maxStages()) + " stage per replica");
   out << algo << ": " << spec.stages << " stage(s) x " << spec.replicas << " replica(s), " << spec.microbatches
@@ -95,6 +108,9 @@ int scheduleCommand(const std::vector<std::string>& args, std::ostream& out) {
   const SimResult r = simulate(*sched, spec, costs);
   out << renderTimeline(r, spec);
   if (!r.ok) return 1;
+  if (spec.boundedSends)
+    out << "time per mini-batch " << std::fixed << std::setprecision(2) << r.makespan / spec.microbatches
+        << " (global backprop: " << spec.stages * (costs.forward + costs.backward) << ")\n";
   if (sched->flushed() && spec.stages > 1)
     out << "bound for a flushed pipeline (S-1)/(M+S-1) = " << std::fixed << std::setprecision(1)
         << 100.0 * (spec.stages - 1) / (spec.microbatches + spec.stages - 1) << "%\n";
