@@ -237,6 +237,8 @@ const std::vector<Key>& keys() {
        [](TrainConfig& c, const std::string& v) { c.runtime.commTimeout = toDouble("runtime.comm_timeout", v, 0.1, 1e7); }},
       {"runtime.fault", "", "fault injection for tests: KIND@RANK:STEP with KIND throw|hang|kill (empty = off)",
        [](TrainConfig& c, const std::string& v) { c.runtime.fault = parseFault("runtime.fault", v); }},
+      {"runtime.jitter_us", "0", "testing: sleep a random 0..N microseconds before each instruction (results must not depend on timing)",
+       [](TrainConfig& c, const std::string& v) { c.runtime.jitterUs = int(toInt("runtime.jitter_us", v, 0, 10000000)); }},
       // [pipe]
       {"pipe.stages", "0", "pipeline stages (0 = all ranks for pipeline algorithms, 1 for bp/dp); ranks = stages x replicas",
        [](TrainConfig& c, const std::string& v) { c.pipe.stages = int(toInt("pipe.stages", v, 0, 4096)); }},

@@ -1,8 +1,6 @@
 // Auxiliary-head construction from its architecture string, and the input-only backward.
 #include "nn/AuxHead.h"
 
-#include <sstream>
-
 #include "core/Error.h"
 #include "nn/BatchNorm.h"
 #include "nn/Conv.h"
@@ -18,12 +16,13 @@ std::unique_ptr<Sequential> buildAuxHead(Backend& be, const std::string& arch, c
     return ConfigError(key + " = '" + arch + "': " + why + " (tokens: convN, bn, gbpl, fc; e.g. conv128_bn_gbpl_fc)");
   };
   std::vector<std::string> tokens;
-  {
-    std::istringstream is(arch);
-    std::string t;
-    while (std::getline(is, t, '_')) tokens.push_back(t);
+  for (size_t a = 0;;) {  // keeps empty tokens ("gbpl__fc", "fc_") so they are rejected
+    const size_t b = arch.find('_', a);
+    tokens.push_back(arch.substr(a, b == std::string::npos ? std::string::npos : b - a));
+    if (b == std::string::npos) break;
+    a = b + 1;
   }
-  if (arch.empty() || tokens.empty()) throw bad("empty architecture");
+  if (arch.empty()) throw bad("empty architecture");
   auto head = std::make_unique<Sequential>(be);
   std::vector<int64_t> d{1};
   for (int64_t v : sample.dims()) d.push_back(v);

@@ -6,6 +6,7 @@
 #include "schedule/Executor.h"
 
 #include <cmath>
+#include <thread>
 
 #include "core/Error.h"
 #include "nn/AuxHead.h"
@@ -56,7 +57,8 @@ struct Executor::Bucket {
   bool launched = false;
 };
 
-Executor::Executor(StageContext ctx, ExecutorOptions opts) : c_(ctx), opts_(opts), t0_(Clock::now()) {
+Executor::Executor(StageContext ctx, ExecutorOptions opts)
+    : c_(ctx), opts_(opts), t0_(Clock::now()), jitter_(Rng::derive(opts.jitterSeed, 0x717e5)) {
   SW_CHECK(c_.be && c_.model && c_.loss, "executor needs a backend, a model and a loss");
   params_ = c_.model->params(c_.range);
   // Buckets in backward order, closed at block boundaries once they reach bucketBytes, so a
@@ -156,11 +158,17 @@ RoundStats Executor::run(const Program& program, const RoundInputs& ri) {
   const auto tr = Clock::now();
   version_ = 0;
   ctxUses_.clear();
-  lossSent_.clear();
+  dxSent_.clear();
+  std::map<std::pair<int, int>, const Instr*> lastPass;  // (mb, loss) -> its latest backward pass
   for (const Step& s : program)
     for (const Instr& in : s) {
-      if (in.op == Op::kInputGrad || (in.op == Op::kBackward && in.loss >= 0)) ++ctxUses_[in.mb];
-      if (in.op == Op::kSendGrad && in.loss >= 0) lossSent_.insert({in.mb, in.loss});
+      if (in.op == Op::kInputGrad || (in.op == Op::kBackward && in.loss >= 0)) {
+        ++ctxUses_[in.mb];
+        lastPass[{in.mb, in.loss}] = &in;
+      }
+      // A SendGrad sends the input gradient of the pass of its loss just before it.
+      if (in.op == Op::kSendGrad && in.loss >= 0 && lastPass.count({in.mb, in.loss}))
+        dxSent_.insert(lastPass.at({in.mb, in.loss}));
     }
   // Last instruction (flattened index) that uses each weight version: its stash is freed then.
   std::map<int, size_t> lastUse;
@@ -172,6 +180,8 @@ RoundStats Executor::run(const Program& program, const RoundInputs& ri) {
     }
   for (size_t pc = 0; pc < flat.size(); ++pc) {
     const Instr& in = *flat[pc];
+    if (opts_.jitterMicros > 0)
+      std::this_thread::sleep_for(std::chrono::microseconds(jitter_.below(uint64_t(opts_.jitterMicros) + 1)));
     const bool traced = opts_.trace && (in.op == Op::kForward || in.op == Op::kBackward ||
                                         in.op == Op::kReduceGrads || in.op == Op::kOptimizerStep ||
                                         in.op == Op::kLocalLoss || in.op == Op::kInputGrad);
@@ -549,7 +559,7 @@ void Executor::lossBackward(const Instr& in, RoundStats& st) {
     throw Error(str(in) + " on stage " + std::to_string(c) + ": no gradient of loss " + std::to_string(j));
   const auto t = Clock::now();
   const bool lastUse = --ctxUses_[in.mb] == 0;
-  const bool needDx = c > 0 && lossSent_.count({in.mb, j});
+  const bool needDx = c > 0 && dxSent_.count(&in);
   Tensor dx;
   if (in.op == Op::kInputGrad) {
     dx = inputOnlyBackward(*c_.model, dyIt->second, s.ctx, c_.range);

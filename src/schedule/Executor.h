@@ -81,6 +81,10 @@ struct ExecutorOptions {
   InterlockRule interlock;
   // A send first waits for the previous send on its (peer, tag) channel (ScheduleSpec::boundedSends).
   bool boundedSends = false;
+  // Testing: sleep a random 0..jitterMicros microseconds before each instruction, drawn from a
+  // stream of jitterSeed (exposes any dependence of the results on timing).
+  int jitterMicros = 0;
+  uint64_t jitterSeed = 0;
 };
 
 class Executor {
@@ -126,9 +130,10 @@ class Executor {
   std::vector<WorkPtr> sends_;
   std::map<std::pair<int, int>, WorkPtr> channelSend_;  // boundedSends: last send per (peer, tag)
   std::map<int, int> ctxUses_;                 // interlocking: backward passes left per mb
-  std::set<std::pair<int, int>> lossSent_;     // interlocking: (mb, loss) whose dx is sent
+  std::set<const Instr*> dxSent_;              // interlocking: backward passes whose dx is sent
   std::vector<TraceEvent> trace_;
   std::chrono::steady_clock::time_point t0_;
+  Rng jitter_;
 };
 
 }  // namespace sw

@@ -149,6 +149,8 @@ void Trainer::prepare() {
   data_ = world_->split(coord_.stage, coord_.replica, "data[stage " + std::to_string(coord_.stage) + "]");
   choosePartition();
   ExecutorOptions eo{.bucketBytes = size_t(cfg_.dp.bucketMb * (1 << 20))};
+  eo.jitterMicros = cfg_.runtime.jitterUs;
+  eo.jitterSeed = uint64_t(world_->rank());
   if (interlocking()) agree(*world_, [&] { attachAuxHeads(eo); });  // before the optimizer: it steps them too
   opt_ = std::make_unique<Optimizer>(*be_, model_->params(range_), cfg_.optim);
   lr_ = std::make_unique<LrSchedule>(cfg_.lr);
