@@ -73,6 +73,7 @@ struct PetraSection {
 // Interlocking backprop (seed-interlocking.md): n-wise (n = communication distance + 1; 1 =
 // local, 2 = pairwise, >= components = global), the pairwise variant, the auxiliary heads and
 // the component split ("5,4,4,rest": block counts, the stem and the output head one block each).
+// aux: one architecture for all aux heads, or a comma list with one per component but the last.
 struct InterlockingSection {
   int n = 2;
   std::string pairwiseMode = "next_only";

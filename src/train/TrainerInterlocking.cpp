@@ -55,6 +55,27 @@ std::vector<StageRange> parseSplit(const std::string& v, size_t numBlocks, const
   return parts;
 }
 
+// interlocking.aux: one architecture for every aux head, or a comma list with one per component
+// but the last (feature maps of different kinds: "conv16_bn_gbpl_fc, conv32_bn_gbpl_fc, fc").
+std::vector<std::string> auxList(const std::string& v) {
+  std::vector<std::string> out;
+  std::istringstream is(v);
+  for (std::string t; std::getline(is, t, ',');) {
+    const size_t a = t.find_first_not_of(" \t"), b = t.find_last_not_of(" \t");
+    out.push_back(a == std::string::npos ? "" : t.substr(a, b - a + 1));
+  }
+  return out;
+}
+
+std::string auxFor(const std::vector<std::string>& list, size_t c, size_t components) {
+  if (list.size() == 1) return list[0];
+  if (list.size() + 1 != components)
+    throw ConfigError("interlocking.aux lists " + std::to_string(list.size()) + " architectures for " +
+                      std::to_string(components) + " components: give one for all, or one per component but the last (" +
+                      std::to_string(components - 1) + ")");
+  return list[c];
+}
+
 Shape sampleOf(const Shape& batchShape) {
   std::vector<int64_t> d(batchShape.dims().begin() + 1, batchShape.dims().end());
   return Shape(d);
@@ -68,6 +89,7 @@ void Trainer::resolveComponents() {
   const std::string& split = cfg_.interlocking.blocksPerComponent;
   const size_t nb = model_->numBlocks();
   std::vector<size_t> ends;  // blocks an aux head may read (validated below)
+  const std::vector<std::string> aux = auxList(cfg_.interlocking.aux);
   if (!split.empty()) {
     components_ = parseSplit(split, nb, cfg_.model.name);
     if (spec_.stages > 1) {
@@ -87,15 +109,18 @@ void Trainer::resolveComponents() {
     for (size_t c = 0; c + 1 < components_.size(); ++c) ends.push_back(components_[c].end - 1);
   } else if (spec_.stages == 1) {
     components_ = {StageRange{0, nb}};
-  } else {
+  } else if (aux.size() == 1) {
     for (size_t i = 0; i + 1 < nb; ++i) ends.push_back(i);  // the partition is chosen later
   }
   // Every aux head the run can build must take its block's output (bad strings fail here,
-  // on every rank, before anything runs).
+  // on every rank, before anything runs; per-component lists with a partition still to be
+  // measured are checked when the heads are built).
   Rng scratch(0);
-  for (size_t i : ends)
-    (void)buildAuxHead(*be_, cfg_.interlocking.aux, sampleOf(model_->blockOutputShape(i, 1)), model_->classes(), scratch,
-                       "interlocking.aux (on block " + model_->blockName(i) + ")");
+  const size_t K = components_.empty() ? size_t(spec_.stages) : components_.size();
+  for (size_t k = 0; k < ends.size(); ++k)
+    (void)buildAuxHead(*be_, auxFor(aux, aux.size() == 1 ? 0 : k, K), sampleOf(model_->blockOutputShape(ends[k], 1)),
+                       model_->classes(), scratch, "interlocking.aux (on block " + model_->blockName(ends[k]) + ")");
+  if (aux.size() > 1) (void)auxFor(aux, 0, K);  // the count
 }
 
 void Trainer::attachAuxHeads(ExecutorOptions& eo) {
@@ -109,8 +134,9 @@ void Trainer::attachAuxHeads(ExecutorOptions& eo) {
     Rng rng = Rng::derive(cfg_.train.seed, kAuxInitStream + uint64_t(c));
     const size_t last = components_[size_t(c)].end - 1;
     Sequential& head = model_->attachAux(
-        last, buildAuxHead(*be_, cfg_.interlocking.aux, sampleOf(model_->blockOutputShape(last, 1)), model_->classes(), rng,
-                           "interlocking.aux"));
+        last, buildAuxHead(*be_, auxFor(auxList(cfg_.interlocking.aux), size_t(c), size_t(K)),
+                           sampleOf(model_->blockOutputShape(last, 1)), model_->classes(), rng,
+                           "interlocking.aux (component " + std::to_string(c) + ")"));
     std::vector<Param*> ps;
     head.collectParams(ps);
     for (Param* p : ps) auxParams += p->value.numel();

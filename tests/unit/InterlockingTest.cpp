@@ -757,6 +757,45 @@ TEST(InterlockingTrainer, StopAndResumeIsBitIdentical) {
   }
 }
 
+TEST(InterlockingTrainer, OneAuxArchitecturePerComponent) {
+  Trainer t(resCfg({"train.algo=interlocking", "interlocking.aux=conv8_bn_gbpl_fc, gbpl_fc", "train.max_steps=2"}), freshDir("auxlist"));
+  t.prepare();
+  ASSERT_NE(t.model().aux(2), nullptr);
+  ASSERT_NE(t.model().aux(5), nullptr);
+  EXPECT_EQ(t.model().aux(2)->size(), 6u);  // conv, bn, relu, pool, flatten, fc
+  EXPECT_EQ(t.model().aux(5)->size(), 3u);  // pool, flatten, fc
+  EXPECT_EQ(t.model().aux(9), nullptr);     // the head has none
+  t.run();
+}
+
+// The shipped configs build what they promise (prepare only, synthetic data of the same shape).
+TEST(InterlockingTrainer, ShippedConfigsBuildTheirNetworks) {
+  struct C {
+    std::string file, shape;
+    std::vector<size_t> comps;     // blocks per component
+    std::vector<int64_t> auxSize;  // parameters of each aux head
+  };
+  for (const C& c : std::vector<C>{{"cifar10_interlocking_resnet34.ini", "3,32,32", {1, 1, 1, 15}, {148682, 148682, 148682}},
+                                   {"cifar10_interlocking_resnet34_balanced.ini", "3,32,32", {5, 4, 4, 5}, {222410, 369866, 369866}},
+                                   {"fmnist_interlocking.ini", "1,28,28", {1, 1, 1, 1}, {-1, -1, 5010}}}) {
+    const TrainConfig cfg = parseConfig(std::string(SW_SOURCE_DIR) + "/configs/" + c.file,
+                                        {"data.name=synthetic", "data.synthetic_shape=" + c.shape, "data.synthetic_train=64",
+                                         "data.synthetic_test=64", "runtime.threads=1"});
+    Trainer t(cfg, freshDir("cfg"));
+    t.prepare();
+    ASSERT_EQ(t.components().size(), c.comps.size()) << c.file;
+    for (size_t k = 0; k < c.comps.size(); ++k) {
+      EXPECT_EQ(t.components()[k].end - t.components()[k].begin, c.comps[k]) << c.file << " component " << k;
+      if (k + 1 == c.comps.size() || c.auxSize[k] < 0) continue;
+      std::vector<Param*> ps;
+      t.model().aux(t.components()[k].end - 1)->collectParams(ps);
+      int64_t n = 0;
+      for (Param* p : ps) n += p->value.numel();
+      EXPECT_EQ(n, c.auxSize[k]) << c.file << " aux head " << k;
+    }
+  }
+}
+
 TEST(InterlockingTrainer, ConfigurationErrorsNameTheKey) {
   auto expectError = [](std::vector<std::string> o, const std::string& key) {
     try {
@@ -771,6 +810,8 @@ TEST(InterlockingTrainer, ConfigurationErrorsNameTheKey) {
   expectError({"train.algo=interlocking", "interlocking.blocks_per_component=3,x,rest"}, "interlocking.blocks_per_component");
   expectError({"train.algo=interlocking", "interlocking.blocks_per_component=5,5,rest"}, "interlocking.blocks_per_component");
   expectError({"train.algo=interlocking", "interlocking.aux=conv8_fc"}, "interlocking.aux");
+  expectError({"train.algo=interlocking", "interlocking.aux=conv8_bn_gbpl_fc,fc"}, "interlocking.aux");  // fc on images
+  expectError({"train.algo=interlocking", "interlocking.aux=gbpl_fc,gbpl_fc,gbpl_fc"}, "interlocking.aux");  // 3 for 2 heads
   expectError({"train.algo=interlocking", "interlocking.n=3", "interlocking.pairwise_mode=sum"}, "interlocking.pairwise_mode");
   expectError({"train.algo=local", "interlocking.pairwise_mode=mean"}, "interlocking.pairwise_mode");
   expectError({"train.algo=interlocking", "pipe.microbatches=2"}, "pipe.microbatches");
