@@ -777,7 +777,8 @@ TEST(InterlockingTrainer, ShippedConfigsBuildTheirNetworks) {
   };
   for (const C& c : std::vector<C>{{"cifar10_interlocking_resnet34.ini", "3,32,32", {1, 1, 1, 15}, {148682, 148682, 148682}},
                                    {"cifar10_interlocking_resnet34_balanced.ini", "3,32,32", {5, 4, 4, 5}, {222410, 369866, 369866}},
-                                   {"fmnist_interlocking.ini", "1,28,28", {1, 1, 1, 1}, {-1, -1, 5010}}}) {
+                                   {"fmnist_interlocking.ini", "1,28,28", {1, 1, 1, 1}, {-1, -1, 5010}},
+                                   {"fmnist_interlocking_resnet18.ini", "1,28,28", {3, 2, 2, 3}, {-1, -1, -1}}}) {
     const TrainConfig cfg = parseConfig(std::string(SW_SOURCE_DIR) + "/configs/" + c.file,
                                         {"data.name=synthetic", "data.synthetic_shape=" + c.shape, "data.synthetic_train=64",
                                          "data.synthetic_test=64", "runtime.threads=1"});
