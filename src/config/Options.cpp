@@ -237,6 +237,8 @@ const std::vector<Key>& keys() {
        [](TrainConfig& c, const std::string& v) { c.runtime.commTimeout = toDouble("runtime.comm_timeout", v, 0.1, 1e7); }},
       {"runtime.fault", "", "fault injection for tests: KIND@RANK:STEP with KIND throw|hang|kill (empty = off)",
        [](TrainConfig& c, const std::string& v) { c.runtime.fault = parseFault("runtime.fault", v); }},
+      {"runtime.jitter_us", "0", "testing: sleep a random 0..N microseconds before each instruction (results must not depend on timing)",
+       [](TrainConfig& c, const std::string& v) { c.runtime.jitterUs = int(toInt("runtime.jitter_us", v, 0, 10000000)); }},
       // [pipe]
       {"pipe.stages", "0", "pipeline stages (0 = all ranks for pipeline algorithms, 1 for bp/dp); ranks = stages x replicas",
        [](TrainConfig& c, const std::string& v) { c.pipe.stages = int(toInt("pipe.stages", v, 0, 4096)); }},
@@ -269,6 +271,20 @@ const std::vector<Key>& keys() {
        [](TrainConfig& c, const std::string& v) { c.petra.storeParams = toBool("petra.store_params", v); }},
       {"petra.drain_every", "0", "mini-batches between pipeline drains (checkpoint/stop points; 0 = once per epoch)",
        [](TrainConfig& c, const std::string& v) { c.petra.drainEvery = int(toInt("petra.drain_every", v, 0, 1 << 30)); }},
+      // [interlocking]
+      {"interlocking.n", "2", "train.algo = interlocking: n-wise, gradients cross n-1 component boundaries (1 = local, 2 = pairwise, 3 = 3-wise, >= components = global)",
+       [](TrainConfig& c, const std::string& v) { c.interlocking.n = int(toInt("interlocking.n", v, 1, 1 << 20)); }},
+      {"interlocking.pairwise_mode", "next_only", "pairwise variant: next_only (component c trains on L_{c+1}) | sum (L_c + L_{c+1}) | mean",
+       [](TrainConfig& c, const std::string& v) { c.interlocking.pairwiseMode = oneOf("interlocking.pairwise_mode", v, {"next_only", "sum", "mean"}); }},
+      {"interlocking.aux", "conv128_bn_conv64_bn_gbpl_fc", "auxiliary head of every non-last component: '_'-separated convN, bn, gbpl, fc (or a comma list, one per component but the last)",
+       [](TrainConfig& c, const std::string& v) {
+         if (v.empty()) bad("interlocking.aux", v, "an architecture such as conv128_bn_conv64_bn_gbpl_fc or gbpl_fc");
+         c.interlocking.aux = v;
+       }},
+      {"interlocking.blocks_per_component", "", "component split as block counts ending in rest, e.g. 5,4,4,rest (empty = the pipeline stages)",
+       [](TrainConfig& c, const std::string& v) { c.interlocking.blocksPerComponent = v; }},
+      {"interlocking.drain_every", "64", "mini-batches between pipeline drains (checkpoint/stop points; 0 = once per epoch)",
+       [](TrainConfig& c, const std::string& v) { c.interlocking.drainEvery = int(toInt("interlocking.drain_every", v, 0, 1 << 30)); }},
       // [dp]
       {"dp.bucket_mb", "25", "gradient allreduce bucket size in MiB (overlapped with backward)",
        [](TrainConfig& c, const std::string& v) { c.dp.bucketMb = toDouble("dp.bucket_mb", v, 0.001, 1e6); }},

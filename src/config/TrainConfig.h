@@ -38,6 +38,7 @@ struct RuntimeSection {
   std::string device = "cpu";  // cpu | cuda | auto
   double commTimeout = 300;    // communication watchdog (seconds)
   FaultSpec fault;
+  int jitterUs = 0;            // testing: random sleep of 0..N microseconds before each instruction
   int localRanks = 1;          // not a key: ranks sharing this host (threads = 0 splits the cores)
 };
 
@@ -69,6 +70,18 @@ struct PetraSection {
   int drainEvery = 0;  // mini-batches per round (0 = the whole epoch)
 };
 
+// Interlocking backprop (seed-interlocking.md): n-wise (n = communication distance + 1; 1 =
+// local, 2 = pairwise, >= components = global), the pairwise variant, the auxiliary heads and
+// the component split ("5,4,4,rest": block counts, the stem and the output head one block each).
+// aux: one architecture for all aux heads, or a comma list with one per component but the last.
+struct InterlockingSection {
+  int n = 2;
+  std::string pairwiseMode = "next_only";
+  std::string aux = "conv128_bn_conv64_bn_gbpl_fc";
+  std::string blocksPerComponent;
+  int drainEvery = 64;  // mini-batches between pipeline drains (0 = once per epoch)
+};
+
 struct DpSection {
   double bucketMb = 25;
 };
@@ -92,6 +105,7 @@ struct TrainConfig {
   PipeDreamSection pipedream;
   SpecTrainSection spectrain;
   PetraSection petra;
+  InterlockingSection interlocking;
   DpSection dp;
   // The resolved "section.key = value" lines, in declaration order (written to DIR/config.ini).
   std::vector<std::pair<std::string, std::string>> resolved;

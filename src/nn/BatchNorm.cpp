@@ -56,6 +56,13 @@ Tensor BatchNorm::backward(const Tensor& dy, Ctx& ctx, InputGrad ig) {
   const Tensor& x = ctx.saved[0];
   Tensor dx;
   if (ig == InputGrad::kNeeded) dx = be_.empty(x.shape());
+  if (gamma_.skipGrad) {
+    // Input-only: dx needs the same channel sums, so they go to scratch (C floats each).
+    Tensor dg = be_.empty(Shape{c_}), db = be_.empty(Shape{c_});
+    be_.batchNormBackward(x, dy, gamma_.value, ctx.saved[1], ctx.saved[2], dx, dg, db, Accumulate::kNo);
+    ctx.clear();
+    return dx;
+  }
   // gamma and beta are always written together, so one freshness flag decides for both.
   Accumulate acc = gamma_.takeAcc();
   beta_.gradFresh = false;

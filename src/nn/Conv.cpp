@@ -53,9 +53,9 @@ Tensor Conv2d::forward(const Tensor& x, Ctx& ctx, Mode) {
 Tensor Conv2d::backward(const Tensor& dy, Ctx& ctx, InputGrad ig) {
   const Tensor& x = ctx.saved.at(0);
   ConvGeom g = geom(x.shape());
-  be_.convBackwardFilter(x, dy, w_.grad, nullptr, g, w_.takeAcc());
+  if (!w_.skipGrad) be_.convBackwardFilter(x, dy, w_.grad, nullptr, g, w_.takeAcc());
   // The bias gradient has its own freshness flag, so it is reduced separately.
-  if (b_.value.defined()) be_.biasGrad(dy, b_.grad, b_.takeAcc());
+  if (b_.value.defined() && !b_.skipGrad) be_.biasGrad(dy, b_.grad, b_.takeAcc());
   Tensor dx;
   if (ig == InputGrad::kNeeded) {
     dx = be_.empty(x.shape());
@@ -124,8 +124,8 @@ Tensor ConvTranspose2d::backward(const Tensor& dy, Ctx& ctx, InputGrad ig) {
   const Tensor& x = ctx.saved.at(0);
   ConvGeom g = geom(x.shape());
   // dW[in, out, k, k]: the forward conv (dy -> x) filter gradient with "output grad" = x.
-  be_.convBackwardFilter(dy, x, w_.grad, nullptr, g, w_.takeAcc());
-  if (b_.value.defined()) be_.biasGrad(dy, b_.grad, b_.takeAcc());
+  if (!w_.skipGrad) be_.convBackwardFilter(dy, x, w_.grad, nullptr, g, w_.takeAcc());
+  if (b_.value.defined() && !b_.skipGrad) be_.biasGrad(dy, b_.grad, b_.takeAcc());
   Tensor dx;
   if (ig == InputGrad::kNeeded) {
     dx = be_.empty(x.shape());

@@ -29,6 +29,10 @@ struct Param {
   // True after zeroGrad() until a backward writes the gradient: lets the first micro-batch write
   // instead of clearing and adding, and lets optimizers skip parameters that got no gradient.
   bool gradFresh = true;
+  // True during an input-only vector-Jacobian product (interlocking backprop's messages,
+  // nn/AuxHead.h inputOnlyBackward): backward leaves grad and gradFresh untouched and skips the
+  // weight-gradient computation. Every layer with parameters honours it.
+  bool skipGrad = false;
   Accumulate takeAcc() {
     Accumulate a = gradFresh ? Accumulate::kNo : Accumulate::kYes;
     gradFresh = false;

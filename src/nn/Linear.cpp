@@ -41,9 +41,11 @@ Tensor Linear::forward(const Tensor& x, Ctx& ctx, Mode) {
 
 Tensor Linear::backward(const Tensor& dy, Ctx& ctx, InputGrad ig) {
   const Tensor& x = ctx.saved.at(0);
-  Accumulate acc = w_.takeAcc();
-  be_.gemm(dy, x, w_.grad, GemmOpts{.transA = true, .beta = acc == Accumulate::kYes ? 1.f : 0.f});
-  if (b_.value.defined()) be_.biasGrad(dy, b_.grad, b_.takeAcc());
+  if (!w_.skipGrad) {
+    Accumulate acc = w_.takeAcc();
+    be_.gemm(dy, x, w_.grad, GemmOpts{.transA = true, .beta = acc == Accumulate::kYes ? 1.f : 0.f});
+  }
+  if (b_.value.defined() && !b_.skipGrad) be_.biasGrad(dy, b_.grad, b_.takeAcc());
   Tensor dx;
   if (ig == InputGrad::kNeeded) {
     dx = be_.empty(Shape{dy.dim(0), in_});

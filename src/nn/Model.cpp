@@ -1,6 +1,7 @@
 // Model: blocks, ranges, parameter collection.
 #include "nn/Model.h"
 
+#include <algorithm>
 #include <sstream>
 
 #include "core/Error.h"
@@ -41,19 +42,36 @@ Tensor Model::backward(const Tensor& dy, Ctx& slot, BlockRange r, InputGrad ig) 
   return g;
 }
 
-std::vector<Param*> Model::params(BlockRange r) {
+std::vector<Param*> Model::params(BlockRange r, Aux aux) {
   r = clamp(r);
   std::vector<Param*> out;
   for (size_t i = r.begin; i < r.end; ++i) blocks_[i]->collectParams(out);
+  if (aux == Aux::kInclude)
+    for (size_t i = r.begin; i < std::min(r.end, aux_.size()); ++i)
+      if (aux_[i]) aux_[i]->collectParams(out);
   return out;
 }
 
-std::vector<Buffer*> Model::buffers(BlockRange r) {
+std::vector<Buffer*> Model::buffers(BlockRange r, Aux aux) {
   r = clamp(r);
   std::vector<Buffer*> out;
   for (size_t i = r.begin; i < r.end; ++i) blocks_[i]->collectBuffers(out);
+  if (aux == Aux::kInclude)
+    for (size_t i = r.begin; i < std::min(r.end, aux_.size()); ++i)
+      if (aux_[i]) aux_[i]->collectBuffers(out);
   return out;
 }
+
+Sequential& Model::attachAux(size_t block, std::unique_ptr<Sequential> head) {
+  SW_CHECK(block < blocks_.size() && head, "attachAux: no block " + std::to_string(block));
+  if (aux_.size() < blocks_.size()) aux_.resize(blocks_.size());
+  SW_CHECK(!aux_[block], "block " + names_[block] + " already has an auxiliary head");
+  head->setName("aux." + names_[block]);
+  aux_[block] = std::move(head);
+  return *aux_[block];
+}
+
+Sequential* Model::aux(size_t block) { return block < aux_.size() ? aux_[block].get() : nullptr; }
 
 void Model::zeroGrad(BlockRange r) {
   for (Param* p : params(r)) p->gradFresh = true;

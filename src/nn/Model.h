@@ -13,6 +13,8 @@ struct BlockRange {
   size_t begin = 0, end = SIZE_MAX;
 };
 
+enum class Aux { kInclude, kExclude };
+
 class Model {
  public:
   Model(Backend& be, Shape sampleShape, int64_t classes, uint64_t seed);
@@ -25,9 +27,15 @@ class Model {
   // Returns dx of the range's input (undefined when ig == kSkip).
   Tensor backward(const Tensor& dy, Ctx& slot, BlockRange r = {}, InputGrad ig = InputGrad::kSkip);
 
-  std::vector<Param*> params(BlockRange r = {});
-  std::vector<Buffer*> buffers(BlockRange r = {});
+  // Parameters/buffers of the range's blocks, then (kInclude) those of their auxiliary heads.
+  std::vector<Param*> params(BlockRange r = {}, Aux aux = Aux::kInclude);
+  std::vector<Buffer*> buffers(BlockRange r = {}, Aux aux = Aux::kInclude);
   void zeroGrad(BlockRange r = {});
+  // Auxiliary heads (interlocking/local backprop, seed-interlocking.md 1.3): training-only
+  // networks reading the output of block i. The range accessors above include them; forward()
+  // and backward() never run them. aux(i) is nullptr when block i has none.
+  Sequential& attachAux(size_t block, std::unique_ptr<Sequential> head);
+  Sequential* aux(size_t block);
   int64_t numParams();
   // Per-sample input shape (C, H, W) or (F) and class count.
   const Shape& sampleShape() const { return sample_; }
@@ -48,6 +56,7 @@ class Model {
   Rng initRng_, dropoutRng_;
   std::vector<std::unique_ptr<Sequential>> blocks_;
   std::vector<std::string> names_;
+  std::vector<std::unique_ptr<Sequential>> aux_;  // per block, may be null
 };
 
 }  // namespace sw

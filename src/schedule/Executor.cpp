@@ -8,8 +8,10 @@
 #include <cmath>
 #include <functional>
 #include <set>
+#include <thread>
 
 #include "core/Error.h"
+#include "nn/AuxHead.h"
 
 namespace sw {
 namespace {
@@ -43,6 +45,12 @@ struct Executor::Slot {
   std::vector<Rng::State> rngAt;
   bool stored = false;  // forward kept blockIn instead of ctx
   Tensor reconIn;       // this stage's input as it knows it (sent back on kTagRecon)
+  // Interlocking: the output for the aux head, and per loss j the gradient w.r.t. the output
+  // (own loss or received) and w.r.t. the input (to send).
+  Tensor auxIn;
+  std::map<int, Tensor> lossDy, lossDx, lossBuf;
+  std::map<int, WorkPtr> lossWork;
+  bool ctxDone = false;
   void reset() { *this = Slot{}; }
 };
 
@@ -53,7 +61,8 @@ struct Executor::Bucket {
   bool launched = false;
 };
 
-Executor::Executor(StageContext ctx, ExecutorOptions opts) : c_(ctx), opts_(opts), t0_(Clock::now()) {
+Executor::Executor(StageContext ctx, ExecutorOptions opts)
+    : c_(ctx), opts_(opts), t0_(Clock::now()), jitter_(Rng::derive(opts.jitterSeed, 0x717e5)) {
   SW_CHECK(c_.be && c_.model && c_.loss, "executor needs a backend, a model and a loss");
   params_ = c_.model->params(c_.range);
   // Buckets in backward order, closed at block boundaries once they reach bucketBytes, so a
@@ -102,6 +111,20 @@ Shape Executor::outputShape(int64_t rows) const {
   return c_.model->blockOutputShape(c_.range.end - 1, rows);
 }
 
+void Executor::postSend(const Tensor& t, int peer, int tag, RoundStats& st) {
+  if (!opts_.boundedSends) {
+    sends_.push_back(c_.pipe->send(t, peer, tag));
+    return;
+  }
+  WorkPtr& prev = channelSend_[{peer, tag}];
+  if (prev) {
+    const auto tw = Clock::now();
+    prev->wait();
+    st.wait += since(tw);
+  }
+  prev = c_.pipe->send(t, peer, tag);
+}
+
 void Executor::reapSends() {
   size_t k = 0;
   for (auto& w : sends_)
@@ -138,6 +161,19 @@ RoundStats Executor::run(const Program& program, const RoundInputs& ri) {
   RoundStats st;
   const auto tr = Clock::now();
   version_ = 0;
+  ctxUses_.clear();
+  dxSent_.clear();
+  std::map<std::pair<int, int>, const Instr*> lastPass;  // (mb, loss) -> its latest backward pass
+  for (const Step& s : program)
+    for (const Instr& in : s) {
+      if (in.op == Op::kInputGrad || (in.op == Op::kBackward && in.loss >= 0)) {
+        ++ctxUses_[in.mb];
+        lastPass[{in.mb, in.loss}] = &in;
+      }
+      // A SendGrad sends the input gradient of the pass of its loss just before it.
+      if (in.op == Op::kSendGrad && in.loss >= 0 && lastPass.count({in.mb, in.loss}))
+        dxSent_.insert(lastPass.at({in.mb, in.loss}));
+    }
   // Last instruction (flattened index) that uses each weight version: its stash is freed then.
   std::map<int, size_t> lastUse;
   std::vector<const Instr*> flat;
@@ -148,8 +184,11 @@ RoundStats Executor::run(const Program& program, const RoundInputs& ri) {
     }
   for (size_t pc = 0; pc < flat.size(); ++pc) {
     const Instr& in = *flat[pc];
+    if (opts_.jitterMicros > 0)
+      std::this_thread::sleep_for(std::chrono::microseconds(jitter_.below(uint64_t(opts_.jitterMicros) + 1)));
     const bool traced = opts_.trace && (in.op == Op::kForward || in.op == Op::kBackward ||
-                                        in.op == Op::kReduceGrads || in.op == Op::kOptimizerStep);
+                                        in.op == Op::kReduceGrads || in.op == Op::kOptimizerStep ||
+                                        in.op == Op::kLocalLoss || in.op == Op::kInputGrad);
     const double tStart = traced ? since(t0_) : 0;
     // A Backward immediately followed (past its sends) by ReduceGrads overlaps the reduction.
     bool overlap = false;
@@ -160,6 +199,7 @@ RoundStats Executor::run(const Program& program, const RoundInputs& ri) {
         break;
       }
     if (in.op == Op::kForward) forward(in, ri, st);
+    else if (in.op == Op::kInputGrad || (in.op == Op::kBackward && in.loss >= 0)) lossBackward(in, st);
     else if (in.op == Op::kBackward) backward(in, overlap, st);
     else dispatch(in, ri, st);
     if (traced) trace_.push_back({in, tStart, since(t0_)});
@@ -174,6 +214,9 @@ RoundStats Executor::run(const Program& program, const RoundInputs& ri) {
   }
   const auto tw = Clock::now();
   waitAll(sends_);
+  for (auto& [channel, w] : channelSend_)
+    if (w) w->wait();
+  channelSend_.clear();
   st.wait += since(tw);
   for (auto& s : slots_) s->reset();
   stash_.clear();
@@ -190,7 +233,8 @@ void Executor::dispatch(const Instr& in, const RoundInputs& ri, RoundStats& st) 
       s.mb = in.mb;
       s.rows = b.size();
       if (c_.coord.firstStage()) s.in = c_.be->fromHost(b.x);
-      if (c_.coord.lastStage()) s.labels = c_.be->fromHost(b.labels);
+      // Stages with an auxiliary head need the labels too (every interlocking stage).
+      if (c_.coord.lastStage() || c_.model->aux(c_.range.end - 1)) s.labels = c_.be->fromHost(b.labels);
       break;
     }
     case Op::kRecvAct: {
@@ -208,13 +252,19 @@ void Executor::dispatch(const Instr& in, const RoundInputs& ri, RoundStats& st) 
         s.reconWork = c_.pipe->recv(s.reconBuf, in.peer, in.tag);
         break;
       }
+      if (in.loss >= 0) {
+        Tensor& buf = s.lossBuf[in.loss];
+        buf = Tensor::empty(outputShape(s.rows));
+        s.lossWork[in.loss] = c_.pipe->recv(buf, in.peer, in.tag);
+        break;
+      }
       s.gradBuf = Tensor::empty(outputShape(s.rows));
       s.gradWork = c_.pipe->recv(s.gradBuf, in.peer, in.tag);
       break;
     }
     case Op::kSendAct: {
       Slot& s = slot(in);
-      sends_.push_back(c_.pipe->send(c_.be->toHost(s.out), in.peer, in.tag));
+      postSend(c_.be->toHost(s.out), in.peer, in.tag, st);
       s.out = Tensor();
       if (ri.phase == Phase::kEval) {
         s.reset();
@@ -238,10 +288,23 @@ void Executor::dispatch(const Instr& in, const RoundInputs& ri, RoundStats& st) 
         s.reconIn = Tensor();
         break;
       }
-      sends_.push_back(c_.pipe->send(c_.be->toHost(s.gout), in.peer, in.tag));
+      if (in.loss >= 0) {
+        auto it = s.lossDx.find(in.loss);
+        if (it == s.lossDx.end())
+          throw Error("SendGrad of loss " + std::to_string(in.loss) + " for mb " + std::to_string(in.mb) +
+                      ": no such input gradient on stage " + std::to_string(c_.coord.stage));
+        postSend(c_.be->toHost(it->second), in.peer, in.tag, st);
+        s.lossDx.erase(it);
+        if (s.ctxDone && s.lossDx.empty()) s.reset();
+        break;
+      }
+      postSend(c_.be->toHost(s.gout), in.peer, in.tag, st);
       s.reset();
       break;
     }
+    case Op::kLocalLoss:
+      localLoss(in, st);
+      break;
     case Op::kReduceGrads:
       reduceGrads(st);
       break;
@@ -318,6 +381,7 @@ void Executor::forward(const Instr& in, const RoundInputs& ri, RoundStats& st) {
     if (mode == Mode::kEval) s.reset();
   } else {
     s.out = out;
+    if (mode == Mode::kTrain && c_.model->aux(c_.range.end - 1)) s.auxIn = out;
   }
   st.compute += since(t);
 }
@@ -485,6 +549,82 @@ size_t Executor::heldBytes() const {
     for (const Tensor& t : ts) add(t);
   for (const Tensor& t : predicted_) add(t);
   return total;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interlocking backprop (seed-interlocking.md 1.2): the stage's auxiliary-head loss and the
+// backward passes of individual losses. A stage keeps its forward context until its last
+// backward of the micro-batch (ctxUses_), and frees the slot once every input gradient is sent.
+
+void Executor::localLoss(const Instr& in, RoundStats& st) {
+  Slot& s = slot(in);
+  const int c = c_.coord.stage;
+  Sequential* aux = c_.model->aux(c_.range.end - 1);
+  if (!aux || s.mb != in.mb || !s.auxIn.defined() || !s.labels.defined())
+    throw Error("LocalLoss of mb " + std::to_string(in.mb) + " on stage " + std::to_string(c) +
+                ": needs an auxiliary head, the stage output and the labels");
+  const auto t = Clock::now();
+  // The head reads a detached copy of h_c: its input gradient is dL_c/dh_c, which trains the
+  // main net only through a Backward of loss c (local) or a message to c-1 (interlocking).
+  Ctx actx, lctx;
+  Tensor logits = aux->forward(s.auxIn, actx, Mode::kTrain);
+  const LossResult r = c_.loss->forward(logits, s.labels, lctx);
+  if (!std::isfinite(r.loss))
+    throw NumericError("non-finite auxiliary loss " + std::to_string(r.loss) + " on stage " + std::to_string(c) +
+                       ", micro-batch " + std::to_string(in.mb) + " (lower optim.lr?)");
+  s.lossDy[c] = aux->backward(c_.loss->backward(lctx), actx, InputGrad::kNeeded);
+  s.auxIn = Tensor();
+  st.compute += since(t);
+}
+
+void Executor::lossBackward(const Instr& in, RoundStats& st) {
+  Slot& s = slot(in);
+  const int c = c_.coord.stage, j = in.loss;
+  if (s.mb != in.mb || s.ctxDone || j < c)
+    throw Error(str(in) + " on stage " + std::to_string(c) + ": no forward context of this micro-batch");
+  if (j == c && c_.coord.lastStage() && !s.lossDy.count(j)) s.lossDy[j] = c_.loss->backward(s.lossCtx);
+  if (j > c && !s.lossDy.count(j)) {
+    auto w = s.lossWork.find(j);
+    if (w == s.lossWork.end())
+      throw Error(str(in) + " on stage " + std::to_string(c) + ": the gradient of loss " + std::to_string(j) + " was never received");
+    const auto tw = Clock::now();
+    w->second->wait();
+    st.wait += since(tw);
+    s.lossWork.erase(w);
+    s.lossDy[j] = c_.be->fromHost(s.lossBuf.at(j));
+    s.lossBuf.erase(j);
+  }
+  auto dyIt = s.lossDy.find(j);
+  if (dyIt == s.lossDy.end())
+    throw Error(str(in) + " on stage " + std::to_string(c) + ": no gradient of loss " + std::to_string(j));
+  const auto t = Clock::now();
+  const bool lastUse = --ctxUses_[in.mb] == 0;
+  const bool needDx = c > 0 && dxSent_.count(&in);
+  Tensor dx;
+  if (in.op == Op::kInputGrad) {
+    dx = inputOnlyBackward(*c_.model, dyIt->second, s.ctx, c_.range);
+  } else {
+    Tensor dy = dyIt->second;
+    float w = 1.f;
+    for (const VjpItem& it : opts_.interlock.plan(c))
+      if (it.params && it.loss == j) w = it.weight;
+    if (w != 1.f) {  // mean mode: the step's gradient is (dL_c + dL_{c+1}) / 2
+      Tensor scaled = c_.be->empty(dy.shape());
+      c_.be->copy(dy, scaled);
+      c_.be->scale(scaled, w);
+      dy = scaled;
+    }
+    Ctx copy;
+    if (!lastUse) copy = s.ctx;  // later passes still need the context
+    dx = c_.model->backward(dy, lastUse ? s.ctx : copy, c_.range, needDx ? InputGrad::kNeeded : InputGrad::kSkip);
+  }
+  if (needDx) s.lossDx[j] = dx;
+  if (lastUse) {
+    s.ctx.clear();
+    s.ctxDone = true;
+    if (s.lossDx.empty()) s.reset();
+  }
+  st.compute += since(t);
 }
 
 }  // namespace sw

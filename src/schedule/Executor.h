@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <vector>
 
 #include "comm/Communicator.h"
@@ -78,6 +79,16 @@ struct ExecutorOptions {
   bool trace = false;              // keep a TraceEvent per compute instruction
   Retain storage = Retain::kContext;
   bool reconFromNext = false;  // kReconstruct: the next stage sends back this stage's output
+  // Interlocking backprop (seed-interlocking.md): the rule, with this stage as component
+  // coord.stage; mean-mode backward weights come from it.
+  bool interlocking = false;
+  InterlockRule interlock;
+  // A send first waits for the previous send on its (peer, tag) channel (ScheduleSpec::boundedSends).
+  bool boundedSends = false;
+  // Testing: sleep a random 0..jitterMicros microseconds before each instruction, drawn from a
+  // stream of jitterSeed (exposes any dependence of the results on timing).
+  int jitterMicros = 0;
+  uint64_t jitterSeed = 0;
 };
 
 class Executor {
@@ -102,6 +113,10 @@ class Executor {
   Tensor recomputedBackward(Slot& s, const Tensor& dy, InputGrad ig);
   void reapSends();
   size_t heldBytes() const;
+  void postSend(const Tensor& t, int peer, int tag, RoundStats& st);
+  // Interlocking (ExecutorInterlocking section of Executor.cpp).
+  void localLoss(const Instr& in, RoundStats& st);
+  void lossBackward(const Instr& in, RoundStats& st);
   Slot& slot(const Instr& in);
   Shape inputShape(int64_t rows) const;
   Shape outputShape(int64_t rows) const;
@@ -118,8 +133,12 @@ class Executor {
   bool predictedValid_ = false, predictedSwapped_ = false;
   int version_ = 0;
   std::vector<WorkPtr> sends_;
+  std::map<std::pair<int, int>, WorkPtr> channelSend_;  // boundedSends: last send per (peer, tag)
+  std::map<int, int> ctxUses_;                 // interlocking: backward passes left per mb
+  std::set<const Instr*> dxSent_;              // interlocking: backward passes whose dx is sent
   std::vector<TraceEvent> trace_;
   std::chrono::steady_clock::time_point t0_;
+  Rng jitter_;
 };
 
 }  // namespace sw

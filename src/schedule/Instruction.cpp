@@ -19,6 +19,7 @@ const char* opName(Op op) {
     case Op::kStashWeights: return "StashWeights";
     case Op::kPredictWeights: return "PredictWeights";
     case Op::kLocalLoss: return "LocalLoss";
+    case Op::kInputGrad: return "InputGrad";
     case Op::kComputeTargets: return "ComputeTargets";
     case Op::kElasticSync: return "ElasticSync";
     case Op::kCheckpoint: return "Checkpoint";
@@ -30,6 +31,8 @@ std::string shortStr(const Instr& in) {
   switch (in.op) {
     case Op::kForward: return "F" + std::to_string(in.mb);
     case Op::kBackward: return "B" + std::to_string(in.mb);
+    case Op::kLocalLoss: return "L" + std::to_string(in.mb);
+    case Op::kInputGrad: return "i" + std::to_string(in.mb);
     case Op::kReduceGrads: return "AR";
     case Op::kOptimizerStep: return "U";
     default: return opName(in.op);
@@ -44,6 +47,7 @@ std::string str(const Instr& in) {
   if (in.peer >= 0) os << " peer=" << in.peer;
   if (in.version >= 0) os << " version=" << in.version;
   if (in.tag >= 0) os << " tag=" << in.tag;
+  if (in.loss >= 0) os << " loss=" << in.loss;
   return os.str();
 }
 

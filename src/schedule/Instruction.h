@@ -12,6 +12,8 @@
 //            number of backward passes the step accumulated (delayed-gradient pipelines)
 //   tag      message kind (kTagAct / kTagGrad); MPI keeps per-(peer, tag) order, so sends and
 //            receives on a channel pair up first to first (the Validator checks the mb matches)
+//   loss     interlocking backprop: the component whose loss a gradient (RecvGrad, Backward,
+//            InputGrad, SendGrad) belongs to; -1 = the single end-to-end gradient
 #pragma once
 #include <cstdint>
 #include <string>
@@ -33,7 +35,9 @@ enum class Op : uint8_t {
   kPredictWeights, // SpecTrain: weights predicted `version` steps ahead (tag 1: along m B + D,
                    // for a forward; tag 0: along m B, for a backward); the next Forward or
                    // Backward with version == kVersionPredicted uses them
-  kLocalLoss,      // interlocking/local backprop: auxiliary head loss (issue 6)
+  kLocalLoss,      // interlocking/local backprop: forward + backward of the stage's auxiliary head
+                   // on its (detached) output: the head's gradients and dL_stage/d(output)
+  kInputGrad,      // interlocking: input-only backward (no parameter gradients) of loss `loss`
   kComputeTargets, // DTP: targets sent top-down (issue 6)
   kElasticSync,    // Parle: coupling to the replica average (issue 6)
   kCheckpoint,     // reserved: in-program checkpoint point
@@ -45,6 +49,9 @@ constexpr int kTagGrad = 2;
 // rebuilt by inverting reversible blocks) with SendGrad/RecvGrad on this tag, ahead of the
 // gradient; the previous stage inverts its own reversible blocks from it.
 constexpr int kTagRecon = 3;
+// Interlocking: stage c sends c-1 the gradient of loss j w.r.t. its input on tag
+// kTagLossGrad + (j - c), so each of the (at most d) gradients of a micro-batch has its channel.
+constexpr int kTagLossGrad = 16;
 // Instr.version of a Forward/Backward that runs on the weights of the last PredictWeights.
 constexpr int kVersionPredicted = -2;
 
@@ -55,6 +62,7 @@ struct Instr {
   int peer = -1;
   int version = -1;
   int tag = -1;
+  int loss = -1;
   bool operator==(const Instr&) const = default;
 };
 

@@ -52,7 +52,8 @@ int numSlots(const Program& p) {
 
 bool hasSchedule(const std::string& algo) {
   return algo == "bp" || algo == "dp" || algo == "mp" || algo == "gpipe" || algo == "1f1b" ||
-         algo == "pipedream" || algo == "spectrain" || algo == "petra";
+         algo == "pipedream" || algo == "spectrain" || algo == "petra" || algo == "interlocking" ||
+         algo == "local";
 }
 
 std::unique_ptr<Schedule> makeSchedule(const std::string& algo) {
@@ -63,8 +64,9 @@ std::unique_ptr<Schedule> makeSchedule(const std::string& algo) {
   if (algo == "pipedream") return makePipeDream();
   if (algo == "spectrain") return makeSpecTrain();
   if (algo == "petra") return makeDelayed();
+  if (algo == "interlocking" || algo == "local") return makeInterlocking();
   throw ConfigError("train.algo = " + algo + ": no stage schedule for this algorithm in this build "
-                    "(available: bp, dp, mp, gpipe, 1f1b, pipedream, spectrain, petra)");
+                    "(available: bp, dp, mp, gpipe, 1f1b, pipedream, spectrain, petra, interlocking, local)");
 }
 
 }  // namespace sw

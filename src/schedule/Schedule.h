@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "schedule/Instruction.h"
+#include "schedule/Interlock.h"
 
 namespace sw {
 
@@ -30,6 +31,14 @@ struct ScheduleSpec {
   int accumSteps = 1;
   bool stashParams = false;
   std::vector<bool> reconFrom;
+  // Interlocking backprop (seed-interlocking.md, schedule/Interlock.h): the stages are the
+  // components; communication distance d (0 = local) and the pairwise variant.
+  int distance = 1;
+  PairwiseMode pairwise = PairwiseMode::kNextOnly;
+  // A send waits until the previous send on its (peer, tag) channel has been received: the
+  // reference's one-slot rendezvous queue, which bounds how far a rank runs ahead when nothing
+  // flows back (local). The Executor and the Validator both honour it.
+  bool boundedSends = false;
 };
 
 class Schedule {

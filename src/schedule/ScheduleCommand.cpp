@@ -40,12 +40,15 @@ const char* kHelp =
     "usage: stagewise schedule --algo A --stages S --microbatches M [--replicas R]\n"
     "                          [--vertical-sync] [--no-stash] [--accum K] [--stash-params]\n"
     "                          [--reconstruct] [--forward-cost F] [--backward-cost B]\n"
-    "                          [--program] [--events FILE]\n"
-    "  A: bp dp mp gpipe 1f1b pipedream spectrain petra. Prints each rank's timeline\n"
-    "  (F3 = forward of micro-batch 3, B3 = its backward, AR = gradient allreduce,\n"
-    "  U = optimizer step), its idle fraction and, for flushed pipelines, the bound\n"
-    "  (S-1)/(M+S-1). --no-stash: pipedream without weight stashing; petra: --accum K\n"
-    "  backwards per step, --stash-params, --reconstruct (every stage inverts its top block).\n"
+    "                          [--program] [--events FILE] [--n N]\n"
+    "                          [--pairwise-mode next_only|sum|mean] [--aux-cost A] [--input-grad-cost I]\n"
+    "  A: bp dp mp gpipe 1f1b pipedream spectrain petra interlocking local. Prints each rank's\n"
+    "  timeline (F3 = forward of micro-batch 3, B3 = its backward, AR = gradient allreduce,\n"
+    "  U = optimizer step; interlocking: L3 = aux-head loss, i3 = input-only backward), its idle\n"
+    "  fraction and, for flushed pipelines, the bound (S-1)/(M+S-1). --no-stash: pipedream\n"
+    "  without weight stashing; petra: --accum K backwards per step, --stash-params,\n"
+    "  --reconstruct (every stage inverts its top block). For interlocking, --n is n-wise\n"
+    "  (2 = pairwise, the default) and M counts mini-batches (one step each).\n"
     "  --events FILE writes one JSON object per compute span (tools/plot_schedule.py draws it).\n";
 
 }  // namespace
@@ -86,10 +89,19 @@ int scheduleCommand(const std::vector<std::string>& args, std::ostream& out) {
     else if (a == "--stash-params") spec.stashParams = true;
     else if (a == "--reconstruct") reconstruct = true;
     else if (a == "--events") eventsFile = value();
+    else if (a == "--n") spec.distance = toInt(a, value(), 1, 1 << 20) - 1;
+    else if (a == "--pairwise-mode") spec.pairwise = parsePairwiseMode(value());
+    else if (a == "--aux-cost") costs.aux = toNum(a, value());
+    else if (a == "--input-grad-cost") costs.inputGrad = toNum(a, value());
     else throw ConfigError("unexpected argument '" + args[i] + "'\n" + kHelp);
   }
   auto sched = makeSchedule(algo);
   if (reconstruct) spec.reconFrom.assign(size_t(spec.stages), true);
+  if (algo == "local") spec.distance = 0;
+  if (algo == "interlocking" || algo == "local") {
+    spec.boundedSends = true;
+    InterlockRule{.components = spec.stages, .distance = spec.distance, .mode = spec.pairwise}.validate("--n");
+  }
   if (sched->maxStages() > 0 && spec.stages > sched->maxStages())
     throw ConfigError("--algo " + algo + " runs " + std::to_string(sched->maxStages()) + " stage per replica");
   out << algo << ": " << spec.stages << " stage(s) x " << spec.replicas << " replica(s), " << spec.microbatches
@@ -117,6 +129,9 @@ int scheduleCommand(const std::vector<std::string>& args, std::ostream& out) {
         << ", \"label\": \"" << shortStr(e.in) << "\", \"start\": " << e.start << ", \"end\": " << e.end << "}\n";
   }
   if (!r.ok) return 1;
+  if (spec.boundedSends)
+    out << "time per mini-batch " << std::fixed << std::setprecision(2) << r.makespan / spec.microbatches
+        << " (global backprop: " << spec.stages * (costs.forward + costs.backward) << ")\n";
   if (sched->flushed() && spec.stages > 1)
     out << "bound for a flushed pipeline (S-1)/(M+S-1) = " << std::fixed << std::setprecision(1)
         << 100.0 * (spec.stages - 1) / (spec.microbatches + spec.stages - 1) << "%\n";

@@ -29,6 +29,11 @@ struct SlotSim {
   bool reconPending = false, reconIn = false;  // PETRA: output as the next stage knows it
   bool gradOut = false;                      // backward done, input gradient to send
   double gradOutReady = 0;
+  // Interlocking: per loss j, the gradient w.r.t. this stage's output (ready time, or a posted
+  // receive) and w.r.t. its input (computed, still to be sent).
+  bool lossMode = false;
+  std::map<int, double> lossDy, lossDx;
+  std::set<int> lossPending;
 };
 
 struct RankSim {
@@ -40,16 +45,19 @@ struct RankSim {
   std::set<int> stash;
   int reduces = 0;
   bool predicted = false;
+  bool localLoss = false;  // the program has LocalLoss: every stage loads labels
 };
 
 struct PendingSend {
   int mb;
   double time;
 };
-enum class RecvKind { kAct, kGrad, kRecon };
+enum class RecvKind { kAct, kGrad, kRecon, kLoss };
 struct PendingRecv {
   int rank, slot, mb;
   RecvKind kind;
+  int loss = -1;
+  double time = 0;  // when it was posted
 };
 
 class Sim {
@@ -61,6 +69,7 @@ class Sim {
       for (size_t s = 0; s < progs[r].size(); ++s)
         for (const Instr& in : progs[r][s]) ranks_[r].code.push_back({int(s), in});
       ranks_[r].slots.resize(std::max(1, numSlots(progs[r])));
+      for (const auto& [step, in] : ranks_[r].code) ranks_[r].localLoss |= in.op == Op::kLocalLoss;
     }
     res_.busy.assign(progs.size(), 0);
   }
@@ -142,7 +151,11 @@ class Sim {
         return;
       }
       SlotSim& sl = ranks_[r.rank].slots[r.slot];
-      if (r.kind == RecvKind::kGrad) {
+      lastMatch_[k] = std::max(s.time, r.time);
+      if (r.kind == RecvKind::kLoss) {
+        sl.lossPending.erase(r.loss);
+        sl.lossDy[r.loss] = s.time;
+      } else if (r.kind == RecvKind::kGrad) {
         sl.gradPending = false;
         sl.gradIn = true;
         sl.gradReady = s.time;
@@ -196,14 +209,15 @@ class Sim {
       case Op::kLoad: {
         SlotSim* s = slot();
         if (!s) return false;
-        if (!first && !last) return bad(rank, in, "only the first and last stages load data");
+        if (!first && !last && !R.localLoss)
+          return bad(rank, in, "only the first and last stages load data (others: labels for a LocalLoss)");
         if (s->mb >= 0 && s->mb != in.mb) return bad(rank, in, "slot still holds mb " + std::to_string(s->mb));
         s->mb = in.mb;
         if (first) {
           s->input = true;
           s->inputReady = R.clock;
         }
-        if (last) s->labels = true;
+        if (last || R.localLoss) s->labels = true;
         break;
       }
       case Op::kRecvAct: {
@@ -215,7 +229,7 @@ class Sim {
         s->mb = in.mb;
         s->inputPending = true;
         Key k{src, rank, in.tag};
-        recvs_[k].push_back({rank, in.slot, in.mb, RecvKind::kAct});
+        recvs_[k].push_back({rank, in.slot, in.mb, RecvKind::kAct, -1, R.clock});
         match(k);
         break;
       }
@@ -233,6 +247,7 @@ class Sim {
         R.clock = start + costs_.forward;
         record(rank, in, start, R.clock);
         s->outputReady = R.clock;
+        if (last) s->lossDy[stage] = R.clock;  // the true loss and its gradient
         if (eval && last) *s = SlotSim{};
         else s->live = true;
         break;
@@ -244,7 +259,8 @@ class Sim {
         if (!s->live || s->mb != in.mb) return bad(rank, in, "no forward output of this mb in the slot");
         if (in.peer != stage + 1) return bad(rank, in, "activations go to the next stage");
         Key k{rank, dst, in.tag};
-        sends_[k].push_back({in.mb, s->outputReady});
+        if (!boundedSendMayGo(R, k)) return false;
+        sends_[k].push_back({in.mb, spec_.boundedSends ? std::max(R.clock, s->outputReady) : s->outputReady});
         match(k);
         if (eval) *s = SlotSim{};
         break;
@@ -255,17 +271,31 @@ class Sim {
         if (!s || src < 0) return false;
         if (!s->live || s->mb != in.mb) return bad(rank, in, "gradient for a mb whose forward context is not here");
         if (in.peer != stage + 1) return bad(rank, in, "gradients come from the next stage");
+        if (in.loss >= 0) {
+          if (in.loss <= stage || in.tag != kTagLossGrad + (in.loss - stage - 1))
+            return bad(rank, in, "the gradient of loss " + std::to_string(in.loss) + " comes on tag " +
+                                     std::to_string(kTagLossGrad + (in.loss - stage - 1)));
+          if (s->lossDy.count(in.loss) || s->lossPending.count(in.loss)) return bad(rank, in, "received twice");
+          s->lossMode = true;
+          s->lossPending.insert(in.loss);
+          Key k{src, rank, in.tag};
+          recvs_[k].push_back({rank, in.slot, in.mb, RecvKind::kLoss, in.loss, R.clock});
+          match(k);
+          break;
+        }
         const bool recon = in.tag == kTagRecon;
         (recon ? s->reconPending : s->gradPending) = true;
         Key k{src, rank, in.tag};
-        recvs_[k].push_back({rank, in.slot, in.mb, recon ? RecvKind::kRecon : RecvKind::kGrad});
+        recvs_[k].push_back({rank, in.slot, in.mb, recon ? RecvKind::kRecon : RecvKind::kGrad, -1, R.clock});
         match(k);
         break;
       }
+      case Op::kInputGrad:
       case Op::kBackward: {
         SlotSim* s = slot();
         if (!s) return false;
         if (eval) return bad(rank, in, "backward in an evaluation program");
+        if (in.loss >= 0 || in.op == Op::kInputGrad) return lossBackward(rank, in, *s);
         if (!s->live || s->mb != in.mb) return bad(rank, in, "no forward context of this mb in the slot");
         if (s->gradPending || s->reconPending) return false;  // blocked on the receive
         if (!last && !s->gradIn) return bad(rank, in, "output gradient never received");
@@ -287,12 +317,42 @@ class Sim {
         SlotSim* s = slot();
         int dst = peerRank();
         if (!s || dst < 0) return false;
+        if (in.loss >= 0) {
+          if (s->mb != in.mb || !s->lossDx.count(in.loss))
+            return bad(rank, in, "no input gradient of loss " + std::to_string(in.loss) + " for this mb");
+          if (in.peer != stage - 1 || in.tag != kTagLossGrad + (in.loss - stage))
+            return bad(rank, in, "the gradient of loss " + std::to_string(in.loss) + " goes to stage " +
+                                     std::to_string(stage - 1) + " on tag " + std::to_string(kTagLossGrad + (in.loss - stage)));
+          Key k{rank, dst, in.tag};
+          if (!boundedSendMayGo(R, k)) return false;
+          sends_[k].push_back({in.mb, std::max(R.clock, s->lossDx.at(in.loss))});
+          s->lossDx.erase(in.loss);
+          match(k);
+          releaseIfDone(*s);
+          break;
+        }
         if (!s->gradOut || s->mb != in.mb) return bad(rank, in, "no input gradient of this mb in the slot");
         if (in.peer != stage - 1) return bad(rank, in, "gradients go to the previous stage");
         Key k{rank, dst, in.tag};
-        sends_[k].push_back({in.mb, s->gradOutReady});
+        if (!boundedSendMayGo(R, k)) return false;
+        sends_[k].push_back({in.mb, spec_.boundedSends ? std::max(R.clock, s->gradOutReady) : s->gradOutReady});
         match(k);
         if (in.tag != kTagRecon) *s = SlotSim{};  // the input copy goes ahead of the gradient
+        break;
+      }
+      case Op::kLocalLoss: {
+        SlotSim* s = slot();
+        if (!s) return false;
+        if (eval) return bad(rank, in, "local loss in an evaluation program");
+        if (!s->live || s->mb != in.mb) return bad(rank, in, "no forward output of this mb in the slot");
+        if (last) return bad(rank, in, "the last stage trains on the true loss, it has no auxiliary head");
+        if (!s->labels) return bad(rank, in, "local loss without labels (Load first)");
+        if (s->lossDy.count(stage)) return bad(rank, in, "local loss computed twice");
+        const double start = R.clock;
+        R.clock += costs_.aux;
+        if (costs_.aux > 0) record(rank, in, start, R.clock);
+        s->lossMode = true;
+        s->lossDy[stage] = R.clock;
         break;
       }
       case Op::kReduceGrads: {
@@ -338,9 +398,55 @@ class Sim {
     return true;
   }
 
+  // Bounded sends: a send waits until the previous one on its channel has met its receive; the
+  // rank's clock then moves to that meeting time.
+  bool boundedSendMayGo(RankSim& R, const Key& k) {
+    if (!spec_.boundedSends) return true;
+    if (!sends_[k].empty()) return false;
+    auto it = lastMatch_.find(k);
+    if (it != lastMatch_.end()) R.clock = std::max(R.clock, it->second);
+    return true;
+  }
+
+  // An interlocking slot is free once its context is released and every input gradient is sent.
+  void releaseIfDone(SlotSim& s) {
+    if (s.lossMode && !s.live && s.lossDx.empty() && s.lossPending.empty()) s = SlotSim{};
+  }
+
+  // Backward / InputGrad of loss j (interlocking): the gradient w.r.t. the output must exist
+  // (own loss, or received); the context stays until the last backward of the micro-batch.
+  bool lossBackward(int rank, const Instr& in, SlotSim& s) {
+    RankSim& R = ranks_[rank];
+    const int stage = stageOf(rank);
+    const int j = in.loss;
+    if (j < stage) return bad(rank, in, "a stage backpropagates only its own and later components' losses");
+    if (!s.live || s.mb != in.mb) return bad(rank, in, "no forward context of this mb in the slot");
+    if (s.lossPending.count(j)) return false;  // blocked on the receive
+    if (!s.lossDy.count(j))
+      return bad(rank, in, "the gradient of loss " + std::to_string(j) + " was neither computed here nor received");
+    const double start = std::max(R.clock, s.lossDy.at(j));
+    R.clock = start + (in.op == Op::kInputGrad ? costs_.inputGrad : costs_.backward);
+    record(rank, in, start, R.clock);
+    s.lossMode = true;
+    bool later = false, sentLater = false;
+    for (size_t q = R.pc + 1; q < R.code.size(); ++q) {
+      const Instr& n = R.code[q].second;
+      if (n.mb != in.mb) continue;
+      later |= n.op == Op::kBackward || n.op == Op::kInputGrad;
+      sentLater |= n.op == Op::kSendGrad && n.loss == j;
+    }
+    if (in.op == Op::kInputGrad && !sentLater) return bad(rank, in, "input-only backward whose result is never sent");
+    if (sentLater) s.lossDx[j] = R.clock;
+    if (!later) s.live = false;
+    ++R.pc;
+    releaseIfDone(s);
+    return true;
+  }
+
   ScheduleSpec spec_;
   SimCosts costs_;
   std::vector<RankSim> ranks_;
+  std::map<Key, double> lastMatch_;
   std::map<Key, std::deque<PendingSend>> sends_;
   std::map<Key, std::deque<PendingRecv>> recvs_;
   std::map<int, std::vector<std::map<int, double>>> reduceArrivals_;

@@ -15,6 +15,8 @@ namespace sw {
 struct SimCosts {
   double forward = 1.0, backward = 2.0;  // per micro-batch and stage
   double update = 0.0;                   // optimizer step
+  double aux = 0.0;                      // interlocking: auxiliary head forward + backward
+  double inputGrad = 1.0;                // interlocking: input-only backward (dgrad only)
 };
 
 struct TimelineEvent {

@@ -88,6 +88,17 @@ void Trainer::setupTopology() {
   spec_.maxDistance = cfg_.spectrain.maxDistance;
   spec_.accumSteps = cfg_.train.accumSteps;
   spec_.stashParams = cfg_.petra.storeParams || cfg_.petra.storeContext;
+  if (interlocking()) {
+    spec_.distance = algo == "local" ? 0 : cfg_.interlocking.n - 1;
+    spec_.pairwise = parsePairwiseMode(cfg_.interlocking.pairwiseMode);
+    spec_.boundedSends = true;
+    if (algo == "local" && spec_.pairwise != PairwiseMode::kNextOnly)
+      throw ConfigError("interlocking.pairwise_mode = " + cfg_.interlocking.pairwiseMode + " needs train.algo = interlocking with interlocking.n = 2, not train.algo = local");
+    InterlockRule{.components = stages, .distance = spec_.distance, .mode = spec_.pairwise}.validate("train.algo = " + algo);
+    if (stages == 1 && world != 1)
+      throw ConfigError("train.algo = " + algo + " with pipe.stages = 1 runs every component in one process: run it on one rank, or set pipe.stages = " +
+                        std::to_string(world) + " for one component per rank");
+  }
   if (delayedPipeline()) {
     if (cfg_.pipe.microbatches != 1)
       throw ConfigError("train.algo = petra: a micro-batch is one mini-batch (train.batch_size), "
@@ -129,6 +140,7 @@ void Trainer::prepare() {
     if (size_t(spec_.stages) > model_->numBlocks())
       throw ConfigError("pipe.stages = " + std::to_string(spec_.stages) + " but model " + cfg_.model.name +
                         " has " + std::to_string(model_->numBlocks()) + " blocks");
+    if (interlocking()) resolveComponents();
     if (spec_.stages > 1 && !cfg_.pipe.partition.empty())
       partitionExplicit(cfg_.pipe.partition, model_->numBlocks(), spec_.stages, "pipe.partition");
   });
@@ -136,12 +148,15 @@ void Trainer::prepare() {
   pipe_ = world_->split(coord_.replica, coord_.stage, "pipe[replica " + std::to_string(coord_.replica) + "]");
   data_ = world_->split(coord_.stage, coord_.replica, "data[stage " + std::to_string(coord_.stage) + "]");
   choosePartition();
+  ExecutorOptions eo{.bucketBytes = size_t(cfg_.dp.bucketMb * (1 << 20))};
+  eo.jitterMicros = cfg_.runtime.jitterUs;
+  eo.jitterSeed = uint64_t(world_->rank());
+  if (interlocking()) agree(*world_, [&] { attachAuxHeads(eo); });  // before the optimizer: it steps them too
   opt_ = std::make_unique<Optimizer>(*be_, model_->params(range_), cfg_.optim);
   lr_ = std::make_unique<LrSchedule>(cfg_.lr);
   loss_ = std::make_unique<SoftmaxCrossEntropy>(*be_);
   StageContext sc{.be = be_.get(), .model = model_.get(), .range = range_, .opt = opt_.get(),
                   .loss = loss_.get(), .coord = coord_, .pipe = pipe_.get(), .data = data_.get()};
-  ExecutorOptions eo{.bucketBytes = size_t(cfg_.dp.bucketMb * (1 << 20))};
   if (cfg_.train.algo == "petra") {
     eo.storage = cfg_.petra.storeContext ? Retain::kContext
                  : cfg_.petra.storeInput ? Retain::kInput
@@ -259,6 +274,7 @@ const Program& Trainer::program(int microbatches, Phase phase) {
 }
 
 RoundStats Trainer::runRound(int epoch, int64_t firstBatch, int batches) {
+  if (loop_) return runLoopRound(epoch, firstBatch, batches);
   const int M = cfg_.pipe.microbatches;
   const int64_t nb = loader_->batchesPerEpoch();
   const int64_t shard = loader_->shardSize();
@@ -371,7 +387,9 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
   ckpt_ = std::make_unique<CheckpointStore>(outDir_);
   const bool tty = leader && isatty(STDERR_FILENO);
   const int64_t nb = loader_->batchesPerEpoch();
-  const int drain = delayedPipeline() ? cfg_.petra.drainEvery : cfg_.pipedream.drainEvery;
+  const int drain = delayedPipeline() ? cfg_.petra.drainEvery
+                    : interlocking()  ? cfg_.interlocking.drainEvery
+                                      : cfg_.pipedream.drainEvery;
   const int perRound = sched_->flushed() ? cfg_.train.accumSteps : int(drain > 0 ? std::min<int64_t>(drain, nb) : nb);
   const size_t liveAtStart = HostAllocator::instance().liveBytes();
   HostAllocator::instance().resetPeak();

@@ -21,6 +21,7 @@
 #include "optim/LrSchedule.h"
 #include "optim/Optimizer.h"
 #include "schedule/Executor.h"
+#include "train/InterlockingLoop.h"
 
 namespace sw {
 
@@ -51,6 +52,8 @@ class Trainer {
   const TrainProgress& progress() const { return progress_; }
   const RankCoord& coord() const { return coord_; }
   BlockRange stageRange() const { return range_; }
+  // Interlocking/local: the component block ranges (all of them, also on a stage rank).
+  const std::vector<StageRange>& components() const { return components_; }
   bool stoppedBySignal() const { return stoppedBySignal_; }
   // Totals since the start of run() on this rank (compute/wait/optimizer seconds).
   const RoundStats& rankStats() const { return rankStats_; }
@@ -64,6 +67,11 @@ class Trainer {
   void injectFault();
   const Program& program(int microbatches, Phase phase);
   RoundStats runRound(int epoch, int64_t firstBatch, int batches);
+  // Interlocking / local backprop (TrainerInterlocking.cpp).
+  bool interlocking() const;
+  void resolveComponents();                  // phase 1: the component split (validation)
+  void attachAuxHeads(ExecutorOptions& eo);  // after the partition: aux heads, executor options
+  RoundStats runLoopRound(int epoch, int64_t firstBatch, int batches);  // all components here
   void logProgress(int epoch, int64_t nb, int64_t startBatch, double epochSeconds, bool tty);
 
   TrainConfig cfg_;
@@ -91,6 +99,8 @@ class Trainer {
   TrainProgress progress_;
   RoundStats rankStats_;
   bool stoppedBySignal_ = false;
+  std::vector<StageRange> components_;
+  std::unique_ptr<InterlockingLoop> loop_;
 };
 
 // Creates the backend named by runtime.device ("cpu", "cuda", "auto").

@@ -14,5 +14,6 @@ std::unique_ptr<Schedule> makeOneFOneB();                             // 1f1b
 std::unique_ptr<Schedule> makePipeDream();                            // pipedream
 std::unique_ptr<Schedule> makeSpecTrain();                            // spectrain (v1; v2 = pipedream)
 std::unique_ptr<Schedule> makeDelayed();                              // petra (asynchronous)
+std::unique_ptr<Schedule> makeInterlocking();                         // interlocking, local
 
 }  // namespace sw
