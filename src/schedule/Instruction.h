@@ -31,7 +31,9 @@ enum class Op : uint8_t {
   kPredictWeights, // SpecTrain: predicted weights `version` steps ahead (issue 5)
   kReconstruct,    // PETRA: rebuild the input from the output by inverting the block (issue 5)
   kLocalLoss,      // interlocking/local backprop: auxiliary head loss (issue 6)
-  kComputeTargets, // DTP: targets sent top-down (issue 6)
+  kComputeTargets, // DTP: first target and difference-corrected targets t_L .. t_0
+  kTrainFeedback,  // DTP: K_i L-DRL iterations of feedback block `layer` (src/dtp/DtpProgram.h)
+  kSyncFeedback,   // DTP: feedback block `layer`'s weight broadcast from its owner rank
   kElasticSync,    // Parle: coupling to the replica average (issue 6)
   kCheckpoint,     // reserved: in-program checkpoint point
 };
