@@ -122,7 +122,7 @@ double drlLoss(FeedbackBlock& g, Sequential& f, const ForwardBlockInfo& fi, cons
 }
 
 FeedbackStats trainFeedback(FeedbackBlock& g, Sequential& f, const ForwardBlockInfo& fi, const ForwardPass& fp,
-                            int layer, const Hyper& hp, Optimizer& opt, int64_t step) {
+                            int layer, const Hyper& hp, Optimizer& opt, int64_t step, const NoiseSource& noise) {
   Backend& be = g.backend();
   const Tensor& x = fp.input(layer);
   const Tensor& y = fp.h[size_t(layer)];
@@ -137,10 +137,11 @@ FeedbackStats trainFeedback(FeedbackBlock& g, Sequential& f, const ForwardBlockI
     double loss = 0;
     for (int s = 0; s < S; ++s) {
       NoiseKey key{.seed = hp.seed, .step = step, .layer = layer, .iteration = k, .sample = s};
+      const float sigma = hp.sigma[size_t(layer)];
       key.which = NoiseTensor::kDx;  // drawn first, as in the reference
-      fillNormal(dxHost, hp.sigma[size_t(layer)], key);
+      noise ? noise(key, sigma, dxHost) : fillNormal(dxHost, sigma, key);
       key.which = NoiseTensor::kDy;
-      fillNormal(dyHost, hp.sigma[size_t(layer)], key);
+      noise ? noise(key, sigma, dyHost) : fillNormal(dyHost, sigma, key);
       loss += drlLossFrom(g, f, fi, aClean, x, y, idx, be.fromHost(dxHost), be.fromHost(dyHost),
                           s == 0 ? GradMode::kWrite : GradMode::kAccumulate, 1.f / float(S));
     }

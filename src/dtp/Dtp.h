@@ -10,6 +10,7 @@
 //                     L_i = mean_b 1/2 |h_i - t_i|^2, backpropagated into F_i only (2.2).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -66,10 +67,15 @@ struct FeedbackStats {
   int iterations = 0;
 };
 
+// Where the noise comes from: fillNormal() by default; tests replay tensors exported from the
+// PyTorch reference. Fills the host tensor `out` with sigma * N(0, 1) for `key`.
+using NoiseSource = std::function<void(const NoiseKey& key, float sigma, Tensor& out)>;
+
 // K_i iterations of L-DRL on G_i with momentum SGD (`opt` holds G_i's weight only), noise keyed on
 // (seed, step, i, k, s, dx|dy). F is only read.
 FeedbackStats trainFeedback(FeedbackBlock& g, Sequential& f, const ForwardBlockInfo& fi, const ForwardPass& fp,
-                            int layer, const Hyper& hp, Optimizer& opt, int64_t step);
+                            int layer, const Hyper& hp, Optimizer& opt, int64_t step,
+                            const NoiseSource& noise = nullptr);
 
 // Targets t_0..t_L for the batch (spec 2.2.2-3). Also returns the batch's mean cross-entropy of z
 // and the number of correct predictions (training metrics, taken before the update).
