@@ -177,6 +177,8 @@ const std::vector<Key>& keys() {
        [](TrainConfig& c, const std::string& v) { c.augment.padTo = toInt("data.pad_to", v, 0, 4096); }},
       {"data.crop_pad", "0", "random crop with this zero padding (training)",
        [](TrainConfig& c, const std::string& v) { c.augment.cropPad = toInt("data.crop_pad", v, 0, 64); }},
+      {"data.crop_mode", "zero", "random crop padding: zero | edge (replicate the border, torchvision padding_mode='edge')",
+       [](TrainConfig& c, const std::string& v) { c.augment.cropEdge = oneOf("data.crop_mode", v, {"zero", "edge"}) == "edge"; }},
       {"data.hflip", "false", "random horizontal flip (training)",
        [](TrainConfig& c, const std::string& v) { c.augment.hflip = toBool("data.hflip", v); }},
       {"data.mean", "", "per-channel mean for normalisation (after scaling to [0,1])",
