@@ -281,6 +281,8 @@ const std::vector<Key>& keys() {
        [](TrainConfig& c, const std::string& v) { c.dtp.feedbackMomentum = float(toDouble("dtp.feedback_momentum", v, 0, 0.999999)); }},
       {"dtp.feedback_samples", "1", "dtp: noise samples averaged per L-DRL iteration",
        [](TrainConfig& c, const std::string& v) { c.dtp.feedbackSamples = int(toInt("dtp.feedback_samples", v, 1, 1024)); }},
+      {"dtp.rhat_indices", "clean", "dtp: pool indices for r^ = G(y + dy) in L-DRL: clean (spec, distributed-dtp) | noisy (scalingDTP's code: the noisy forward's)",
+       [](TrainConfig& c, const std::string& v) { c.dtp.rhatIndices = oneOf("dtp.rhat_indices", v, {"clean", "noisy"}); }},
       {"dtp.assign", "balanced", "dtp_parallel: feedback layer -> rank: balanced (by iterations x MACs) | round_robin (G_i on rank i % ranks)",
        [](TrainConfig& c, const std::string& v) { c.dtp.assign = oneOf("dtp.assign", v, {"balanced", "round_robin"}); }},
       {"dtp.check_sync_every", "0", "dtp_parallel: steps between checks that all ranks hold identical weights (0 = each epoch)",

@@ -66,6 +66,7 @@ struct DtpSection {
   std::vector<float> feedbackLr{1e-4f, 3.5e-4f, 8e-3f, 8e-3f, 0.18f};  // feedback SGD lr_i (never scheduled)
   float feedbackMomentum = 0.9f;
   int feedbackSamples = 1;                                // noise samples averaged per iteration
+  std::string rhatIndices = "clean";                      // pool indices of r^ = G(y + dy): clean | noisy
   std::string assign = "balanced";                        // dtp_parallel: layer -> rank mapping
   int64_t checkSyncEvery = 0;                             // steps between cross-rank weight checks (0: per epoch)
 };

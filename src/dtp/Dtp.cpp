@@ -42,7 +42,7 @@ Tensor sum(Backend& be, const Tensor& a, const Tensor& b) {
 // The L-DRL loss and gradient given G's parameter-free part on the clean output, aClean = pre(y).
 double drlLossFrom(FeedbackBlock& g, Sequential& f, const ForwardBlockInfo& fi, const Tensor& aClean,
                    const Tensor& x, const Tensor& y, const Tensor& idx, const Tensor& dx, const Tensor& dy,
-                   GradMode grad, float scale) {
+                   GradMode grad, float scale, RHatIndices rhat) {
   Backend& be = g.backend();
   const int64_t B = x.dim(0);
   // r~: F_i on the noisy input, then G with the *noisy* pool indices (spec 2.1.2b, pitfall 2).
@@ -51,9 +51,9 @@ double drlLossFrom(FeedbackBlock& g, Sequential& f, const ForwardBlockInfo& fi, 
   const Tensor idxNoisy = fi.kind == BlockKind::kConvPool ? MaxPool2d::indices(c.child(fi.poolLayer)) : Tensor();
   Tensor dA = g.pre(yNoisy, idxNoisy);  // a~ - a
   be.axpy(-1.f, aClean, dA);
+  // r^: G on the noisy output with the *clean* indices (2.1.2c), or the noisy ones (RHatIndices).
+  Tensor dB = g.pre(sum(be, y, dy), rhat == RHatIndices::kClean ? idx : idxNoisy);  // a^ - a
   c.clear();
-  // r^: G on the noisy output with the *clean* indices (2.1.2c).
-  Tensor dB = g.pre(sum(be, y, dy), idx);  // a^ - a
   be.axpy(-1.f, aClean, dB);
   const Tensor rTilde = g.apply(dA, Bias::kOmit);  // r~ - r
   Tensor rHat = g.apply(dB, Bias::kOmit);          // r^ - r
@@ -85,6 +85,7 @@ Hyper Hyper::fromConfig(const DtpSection& s, int blocks, uint64_t seed) {
   h.beta = s.beta;
   h.momentum = s.feedbackMomentum;
   h.samples = s.feedbackSamples;
+  h.rhat = s.rhatIndices == "noisy" ? RHatIndices::kNoisy : RHatIndices::kClean;
   h.seed = seed;
   // Entry j of the lists belongs to G_{j+1}; G_0 is never trained.
   h.iterations.assign(L + 1, 0);
@@ -117,8 +118,8 @@ void forwardPass(Model& f, const std::vector<ForwardBlockInfo>& info, const Tens
 }
 
 double drlLoss(FeedbackBlock& g, Sequential& f, const ForwardBlockInfo& fi, const Tensor& x, const Tensor& y,
-               const Tensor& idx, const Tensor& dx, const Tensor& dy, GradMode grad, float scale) {
-  return drlLossFrom(g, f, fi, g.pre(y, idx), x, y, idx, dx, dy, grad, scale);
+               const Tensor& idx, const Tensor& dx, const Tensor& dy, GradMode grad, float scale, RHatIndices rhat) {
+  return drlLossFrom(g, f, fi, g.pre(y, idx), x, y, idx, dx, dy, grad, scale, rhat);
 }
 
 FeedbackStats trainFeedback(FeedbackBlock& g, Sequential& f, const ForwardBlockInfo& fi, const ForwardPass& fp,
@@ -143,7 +144,7 @@ FeedbackStats trainFeedback(FeedbackBlock& g, Sequential& f, const ForwardBlockI
       key.which = NoiseTensor::kDy;
       noise ? noise(key, sigma, dyHost) : fillNormal(dyHost, sigma, key);
       loss += drlLossFrom(g, f, fi, aClean, x, y, idx, be.fromHost(dxHost), be.fromHost(dyHost),
-                          s == 0 ? GradMode::kWrite : GradMode::kAccumulate, 1.f / float(S));
+                          s == 0 ? GradMode::kWrite : GradMode::kAccumulate, 1.f / float(S), hp.rhat);
     }
     loss /= S;
     if (!std::isfinite(loss))

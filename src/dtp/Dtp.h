@@ -25,6 +25,12 @@ struct DtpSection;
 
 namespace sw::dtp {
 
+// Which pool indices r^ = G(y + dy) uses in L-DRL. kClean: F_i's clean indices, as the spec and
+// amoudgl/distributed-dtp (which re-runs F_i(x) to restore them). kNoisy: the indices of this
+// iteration's noisy forward F_i(x + dx), as ernoult/scalingDTP's feedback_loss.py at HEAD does
+// (its one-slot "magic bridge" still holds them when r^ is computed).
+enum class RHatIndices { kClean, kNoisy };
+
 // Hyperparameters resolved per feedback block index 0..L (index 0, G_0, is never trained).
 struct Hyper {
   float beta = 0.7f;
@@ -32,6 +38,7 @@ struct Hyper {
   std::vector<float> sigma, lr;  // noise scale and SGD learning rate of G_i
   float momentum = 0.9f;
   int samples = 1;               // noise samples per iteration
+  RHatIndices rhat = RHatIndices::kClean;
   uint64_t seed = 0;
   // The config lists have L entries ordered input -> output: entry j belongs to G_{j+1}
   // (spec 1.2, "a common source of bugs"). Throws ConfigError naming the key on a length mismatch.
@@ -60,7 +67,8 @@ void forwardPass(Model& f, const std::vector<ForwardBlockInfo>& info, const Tens
 // 2 (r^ - r) / B). The bias cancels everywhere and gets no gradient.
 enum class GradMode { kNone, kWrite, kAccumulate };
 double drlLoss(FeedbackBlock& g, Sequential& f, const ForwardBlockInfo& fi, const Tensor& x, const Tensor& y,
-               const Tensor& idx, const Tensor& dx, const Tensor& dy, GradMode grad, float scale = 1.f);
+               const Tensor& idx, const Tensor& dx, const Tensor& dy, GradMode grad, float scale = 1.f,
+               RHatIndices rhat = RHatIndices::kClean);
 
 struct FeedbackStats {
   double firstLoss = 0, lastLoss = 0, meanLoss = 0;  // per-iteration L-DRL loss (mean over samples)

@@ -118,13 +118,13 @@ std::vector<double> toD(const Tensor& t) { return std::vector<double>(t.data(), 
 
 // mean_b[-2 sum dx (r~ - r) + sum (r^ - r)^2] in double, from the same inputs as drlLoss.
 double referenceLoss(const Gd& g, const Tensor& y, const Tensor& idx, const Tensor& yNoisy, const Tensor& idxNoisy,
-                     const Tensor& dx, const Tensor& dy) {
+                     const Tensor& dx, const Tensor& dy, RHatIndices rhat = RHatIndices::kClean) {
   const int64_t n = y.dim(0);
   const int32_t* ic = idx.defined() ? idx.data<int32_t>() : nullptr;
   const int32_t* in = idxNoisy.defined() ? idxNoisy.data<int32_t>() : nullptr;
   std::vector<double> yh = toD(y);
   for (size_t i = 0; i < yh.size(); ++i) yh[i] += dy.data()[i];
-  const auto r = g(toD(y), ic, n), rt = g(toD(yNoisy), in, n), rh = g(yh, ic, n);
+  const auto r = g(toD(y), ic, n), rt = g(toD(yNoisy), in, n), rh = g(yh, rhat == RHatIndices::kClean ? ic : in, n);
   double l = 0;
   for (size_t i = 0; i < r.size(); ++i) l += -2.0 * dx.data()[i] * (rt[i] - r[i]) + (rh[i] - r[i]) * (rh[i] - r[i]);
   return l / double(n);
@@ -198,12 +198,15 @@ TEST(DtpDrl, GradientMatchesFp64CentralDifferences) {
   const auto info = describeForward(*m, "simple_vgg");
   ForwardPass fp;
   forwardPass(*m, info, randn(Shape{2, 1, 32, 32}, 21), labelsOf(2, 10), fp);
+  for (RHatIndices mode : {RHatIndices::kClean, RHatIndices::kNoisy})
   for (int i : {1, 2, 5}) {
+    SCOPED_TRACE(mode == RHatIndices::kClean ? "r^ with clean indices" : "r^ with noisy indices");
     FeedbackBlock& b = g.block(i);
     const Tensor& x = fp.input(i);
     const Tensor& y = fp.h[size_t(i)];
     const Tensor dx = randn(x.shape(), 100 + uint64_t(i), 0.3f), dy = randn(y.shape(), 200 + uint64_t(i), 0.3f);
-    const double loss = drlLoss(b, m->block(size_t(i)), info[size_t(i)], x, y, fp.idx[size_t(i)], dx, dy, GradMode::kWrite);
+    const double loss =
+        drlLoss(b, m->block(size_t(i)), info[size_t(i)], x, y, fp.idx[size_t(i)], dx, dy, GradMode::kWrite, 1.f, mode);
     const std::vector<double> grad = toD(b.weight().grad);
     // The noisy forward and its pool indices are inputs of the loss (F is constant here).
     Ctx c;
@@ -212,16 +215,16 @@ TEST(DtpDrl, GradientMatchesFp64CentralDifferences) {
     const Tensor yn = m->block(size_t(i)).forward(xn, c, Mode::kTrain);
     const Tensor idxN = info[size_t(i)].kind == BlockKind::kConvPool ? MaxPool2d::indices(c.child(2)) : Tensor();
     Gd ref{b.info(), toD(b.weight().value), toD(b.bias().value)};
-    const double l0 = referenceLoss(ref, y, fp.idx[size_t(i)], yn, idxN, dx, dy);
+    const double l0 = referenceLoss(ref, y, fp.idx[size_t(i)], yn, idxN, dx, dy, mode);
     EXPECT_NEAR(loss, l0, 1e-5 * std::abs(l0) + 1e-7) << "G_" << i;
     const double eps = 1e-6;
     std::vector<double> fd(ref.w.size());
     for (size_t p = 0; p < ref.w.size(); ++p) {
       const double w0 = ref.w[p];
       ref.w[p] = w0 + eps;
-      const double lp = referenceLoss(ref, y, fp.idx[size_t(i)], yn, idxN, dx, dy);
+      const double lp = referenceLoss(ref, y, fp.idx[size_t(i)], yn, idxN, dx, dy, mode);
       ref.w[p] = w0 - eps;
-      const double lm = referenceLoss(ref, y, fp.idx[size_t(i)], yn, idxN, dx, dy);
+      const double lm = referenceLoss(ref, y, fp.idx[size_t(i)], yn, idxN, dx, dy, mode);
       ref.w[p] = w0;
       fd[p] = (lp - lm) / (2 * eps);
     }
@@ -231,9 +234,9 @@ TEST(DtpDrl, GradientMatchesFp64CentralDifferences) {
     for (size_t p = 0; p < ref.b.size(); ++p) {
       const double b0 = ref.b[p];
       ref.b[p] = b0 + 1e-3;
-      const double lp = referenceLoss(ref, y, fp.idx[size_t(i)], yn, idxN, dx, dy);
+      const double lp = referenceLoss(ref, y, fp.idx[size_t(i)], yn, idxN, dx, dy, mode);
       ref.b[p] = b0 - 1e-3;
-      const double lm = referenceLoss(ref, y, fp.idx[size_t(i)], yn, idxN, dx, dy);
+      const double lm = referenceLoss(ref, y, fp.idx[size_t(i)], yn, idxN, dx, dy, mode);
       ref.b[p] = b0;
       EXPECT_LT(std::abs(lp - lm) / 2e-3, 1e-9 * std::max(1.0, maxFd)) << "G_" << i << " bias " << p;
     }
