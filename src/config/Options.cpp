@@ -409,6 +409,7 @@ std::string configHelp() {
     for (size_t i = k.name.size(); i < 26; ++i) os << ' ';
     os << (k.def.empty() ? "''" : k.def);
     for (size_t i = k.def.size(); i < 12; ++i) os << ' ';
+    if (k.def.size() >= 12) os << "  ";  // long defaults (lists) stay apart from the help text
     os << k.help << "\n";
   }
   return os.str();

@@ -130,10 +130,10 @@ std::string validateDtpPrograms(const std::vector<DtpProgram>& programs, const s
     else if (syncs != syncs0) return who + "issues a different SyncFeedback sequence than rank 0 (collectives would not match)";
   }
   for (size_t i = 1; i < owner.size(); ++i) {
-    if (trained[i] != 1) return "G" + std::to_string(i) + " is trained " + std::to_string(trained[i]) + " times per step";
+    if (trained[i] != 1) return std::string("G") + std::to_string(i) + " is trained " + std::to_string(trained[i]) + " times per step";
     if (world > 1) {
       const bool synced = std::any_of(syncs0.begin(), syncs0.end(), [&](const DtpInstr& s) { return s.layer == int(i); });
-      if (!synced) return "G" + std::to_string(i) + " is never broadcast from its owner";
+      if (!synced) return std::string("G") + std::to_string(i) + " is never broadcast from its owner";
     }
   }
   return "";

@@ -87,7 +87,9 @@ void expectParallelEqualsSequential(const std::string& assign) {
   for (size_t i = 1; i < owner.size(); ++i) {
     Optimizer* o = par.engine().feedbackOptimizer(int(i));
     EXPECT_EQ(o != nullptr, owner[i] == w.rank()) << "G_" << i;
-    if (o) EXPECT_TRUE(o->state()[0].buf.defined()) << "G_" << i << " was never stepped";
+    if (o) {
+      EXPECT_TRUE(o->state()[0].buf.defined()) << "G_" << i << " was never stepped";
+    }
   }
   // G_0 is never trained: same as at initialisation.
   auto fresh = buildModel(par.model().backend(), cfgWith({}).model, par.model().sampleShape(), 10, 13);
