@@ -15,6 +15,7 @@
 #include "coord/Coordinator.h"
 #include "core/Error.h"
 #include "core/Log.h"
+#include "dtp/DtpTrainer.h"
 #include "schedule/ScheduleCommand.h"
 #include "train/Trainer.h"
 
@@ -74,6 +75,22 @@ sw::TrainConfig loadConfig(TrainArgs& t) {
   return cfg;
 }
 
+// Runs any trainer (Trainer, DtpTrainer) to the end with the signal handlers installed.
+template <class T>
+int trainWith(T& trainer, sw::Communicator& world, const std::string& out) {
+  trainer.prepare();  // all input validated here, on every rank, before anything is written
+  std::signal(SIGINT, onSignal);
+  std::signal(SIGTERM, onSignal);
+  sw::EvalResult r = trainer.run(&g_stop);
+  if (world.rank() == 0) {
+    if (trainer.stoppedBySignal())
+      std::cerr << "stopped by signal; resume with: stagewise train --resume " << out << "\n";
+    else
+      std::cerr << "done: test accuracy " << 100.0 * r.acc << "%, run directory " << out << "\n";
+  }
+  return 0;
+}
+
 int train(const std::vector<std::string>& args, sw::MpiRuntime& mpi) {
   sw::Communicator& world = mpi.world();
   TrainArgs t;
@@ -98,18 +115,12 @@ int train(const std::vector<std::string>& args, sw::MpiRuntime& mpi) {
   if (world.rank() != 0) cfg = sw::parseConfigText(text, "config from rank 0", {});
   cfg.runtime.localRanks = mpi.localSize();
   world.setOptions({.timeoutSeconds = cfg.runtime.commTimeout});
-  sw::Trainer trainer(cfg, t.out, t.resume, &world);
-  trainer.prepare();  // all input validated here, on every rank, before anything is written
-  std::signal(SIGINT, onSignal);
-  std::signal(SIGTERM, onSignal);
-  sw::EvalResult r = trainer.run(&g_stop);
-  if (world.rank() == 0) {
-    if (trainer.stoppedBySignal())
-      std::cerr << "stopped by signal; resume with: stagewise train --resume " << t.out << "\n";
-    else
-      std::cerr << "done: test accuracy " << 100.0 * r.acc << "%, run directory " << t.out << "\n";
+  if (sw::isDtpAlgo(cfg.train.algo)) {
+    sw::DtpTrainer trainer(cfg, t.out, t.resume, &world);
+    return trainWith(trainer, world, t.out);
   }
-  return 0;
+  sw::Trainer trainer(cfg, t.out, t.resume, &world);
+  return trainWith(trainer, world, t.out);
 }
 
 int runTrain(int argc, char** argv, const std::vector<std::string>& args) {

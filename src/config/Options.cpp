@@ -177,6 +177,8 @@ const std::vector<Key>& keys() {
        [](TrainConfig& c, const std::string& v) { c.augment.padTo = toInt("data.pad_to", v, 0, 4096); }},
       {"data.crop_pad", "0", "random crop with this zero padding (training)",
        [](TrainConfig& c, const std::string& v) { c.augment.cropPad = toInt("data.crop_pad", v, 0, 64); }},
+      {"data.crop_mode", "zero", "random crop padding: zero | edge (replicate the border, torchvision padding_mode='edge')",
+       [](TrainConfig& c, const std::string& v) { c.augment.cropEdge = oneOf("data.crop_mode", v, {"zero", "edge"}) == "edge"; }},
       {"data.hflip", "false", "random horizontal flip (training)",
        [](TrainConfig& c, const std::string& v) { c.augment.hflip = toBool("data.hflip", v); }},
       {"data.mean", "", "per-channel mean for normalisation (after scaling to [0,1])",
@@ -229,6 +231,10 @@ const std::vector<Key>& keys() {
       {"optim.factor", "0.1", "step schedule factor", [](TrainConfig& c, const std::string& v) { c.lr.factor = float(toDouble("optim.factor", v, 0, 1)); }},
       {"optim.warmup_epochs", "0", "linear warm-up epochs", [](TrainConfig& c, const std::string& v) { c.lr.warmupEpochs = int(toInt("optim.warmup_epochs", v, 0, 100000)); }},
       {"optim.goyal", "false", "Goyal scaling lr * accum * batch / 256", [](TrainConfig& c, const std::string& v) { c.lr.goyal = toBool("optim.goyal", v); }},
+      {"optim.cosine_t_max", "0", "cosine schedule: PyTorch CosineAnnealingLR T_max in epochs (0 = over train.epochs)",
+       [](TrainConfig& c, const std::string& v) { c.lr.tMax = int(toInt("optim.cosine_t_max", v, 0, 1000000)); }},
+      {"optim.eta_min", "0", "cosine schedule with cosine_t_max: the minimum learning rate",
+       [](TrainConfig& c, const std::string& v) { c.lr.etaMin = float(toDouble("optim.eta_min", v, 0, 1e6)); }},
       // [runtime]
       {"runtime.threads", "0", "CPU threads (0 = all cores)", [](TrainConfig& c, const std::string& v) { c.runtime.threads = int(toInt("runtime.threads", v, 0, 1024)); }},
       {"runtime.device", "cpu", "cpu|cuda|auto", [](TrainConfig& c, const std::string& v) { c.runtime.device = oneOf("runtime.device", v, {"cpu", "cuda", "auto"}); }},
@@ -288,6 +294,33 @@ const std::vector<Key>& keys() {
       // [dp]
       {"dp.bucket_mb", "25", "gradient allreduce bucket size in MiB (overlapped with backward)",
        [](TrainConfig& c, const std::string& v) { c.dp.bucketMb = toDouble("dp.bucket_mb", v, 0.001, 1e6); }},
+      // [dtp]
+      {"dtp.beta", "0.7", "dtp: target step size beta (first target t_L = z - beta (softmax(z) - onehot(y)))",
+       [](TrainConfig& c, const std::string& v) { c.dtp.beta = float(toDouble("dtp.beta", v, 1e-12, 1e6)); }},
+      {"dtp.feedback_iterations", "20,30,35,55,20", "dtp: L-DRL iterations per step of G_1..G_L (input -> output order)",
+       [](TrainConfig& c, const std::string& v) { c.dtp.feedbackIterations = toIntList("dtp.feedback_iterations", v, 0); }},
+      {"dtp.feedback_noise", "0.4,0.4,0.2,0.2,0.08", "dtp: L-DRL noise scale sigma of G_1..G_L",
+       [](TrainConfig& c, const std::string& v) {
+         c.dtp.feedbackNoise = toFloatList("dtp.feedback_noise", v);
+         for (float s : c.dtp.feedbackNoise)
+           if (!(s > 0)) bad("dtp.feedback_noise", v, "positive values");
+       }},
+      {"dtp.feedback_lr", "1e-4,3.5e-4,8e-3,8e-3,0.18", "dtp: SGD learning rate of G_1..G_L (never scheduled)",
+       [](TrainConfig& c, const std::string& v) {
+         c.dtp.feedbackLr = toFloatList("dtp.feedback_lr", v);
+         for (float s : c.dtp.feedbackLr)
+           if (s < 0) bad("dtp.feedback_lr", v, "non-negative values");
+       }},
+      {"dtp.feedback_momentum", "0.9", "dtp: SGD momentum of the feedback weights (weight decay 0)",
+       [](TrainConfig& c, const std::string& v) { c.dtp.feedbackMomentum = float(toDouble("dtp.feedback_momentum", v, 0, 0.999999)); }},
+      {"dtp.feedback_samples", "1", "dtp: noise samples averaged per L-DRL iteration",
+       [](TrainConfig& c, const std::string& v) { c.dtp.feedbackSamples = int(toInt("dtp.feedback_samples", v, 1, 1024)); }},
+      {"dtp.rhat_indices", "clean", "dtp: pool indices for r^ = G(y + dy) in L-DRL: clean (spec, distributed-dtp) | noisy (scalingDTP's code: the noisy forward's)",
+       [](TrainConfig& c, const std::string& v) { c.dtp.rhatIndices = oneOf("dtp.rhat_indices", v, {"clean", "noisy"}); }},
+      {"dtp.assign", "balanced", "dtp_parallel: feedback layer -> rank: balanced (by iterations x MACs) | round_robin (G_i on rank i % ranks)",
+       [](TrainConfig& c, const std::string& v) { c.dtp.assign = oneOf("dtp.assign", v, {"balanced", "round_robin"}); }},
+      {"dtp.check_sync_every", "0", "dtp_parallel: steps between checks that all ranks hold identical weights (0 = each epoch)",
+       [](TrainConfig& c, const std::string& v) { c.dtp.checkSyncEvery = toInt("dtp.check_sync_every", v, 0, INT64_MAX); }},
       {"checkpoint.every_epochs", "1", "checkpoint every N epochs (0 = only at the end)",
        [](TrainConfig& c, const std::string& v) { c.checkpoint.everyEpochs = int(toInt("checkpoint.every_epochs", v, 0, 100000)); }},
       {"checkpoint.every_steps", "0", "checkpoint every N optimizer steps (0 = off)",
@@ -325,6 +358,11 @@ TrainConfig resolve(std::map<std::string, std::string> values) {
     if (m > c.train.epochs)
       throw ConfigError("optim.milestones: milestone " + std::to_string(m) +
                         " is after the last epoch (train.epochs = " + std::to_string(c.train.epochs) + ")");
+  if (c.dtp.feedbackIterations.size() != c.dtp.feedbackNoise.size() ||
+      c.dtp.feedbackIterations.size() != c.dtp.feedbackLr.size())
+    throw ConfigError("dtp.feedback_iterations, dtp.feedback_noise and dtp.feedback_lr need one value per feedback "
+                      "layer each, got " + std::to_string(c.dtp.feedbackIterations.size()) + ", " +
+                      std::to_string(c.dtp.feedbackNoise.size()) + " and " + std::to_string(c.dtp.feedbackLr.size()));
   if (c.data.name == "hdf5" && (c.data.trainFile.empty() || c.data.testFile.empty()))
     throw ConfigError("data.name = hdf5 needs data.train_file and data.test_file");
   c.data.seed = c.train.seed;
@@ -405,6 +443,7 @@ std::string configHelp() {
     for (size_t i = k.name.size(); i < 26; ++i) os << ' ';
     os << (k.def.empty() ? "''" : k.def);
     for (size_t i = k.def.size(); i < 12; ++i) os << ' ';
+    if (k.def.size() >= 12) os << "  ";  // long defaults (lists) stay apart from the help text
     os << k.help << "\n";
   }
   return os.str();

@@ -53,6 +53,21 @@ void renderPlane(const T* src, int64_t h, int64_t w, float* dst, int64_t outH, i
   }
 }
 
+// The same mapping with replicate ("edge") padding: source coordinates are clamped into the image,
+// as torchvision's RandomCrop(padding_mode="edge") does (DTP's CIFAR-10 recipe).
+template <class T>
+void renderPlaneEdge(const T* src, int64_t h, int64_t w, float* dst, int64_t outH, int64_t outW, int64_t dy,
+                     int64_t dx, bool flip, float scale, float bias) {
+  for (int64_t y = 0; y < outH; ++y) {
+    const T* s = src + std::clamp<int64_t>(y + dy, 0, h - 1) * w;
+    float* row = dst + y * outW;
+    for (int64_t x = 0; x < outW; ++x) {
+      const int64_t sx = std::clamp<int64_t>(flip ? outW - 1 - x + dx : x + dx, 0, w - 1);
+      row[x] = float(s[sx]) * scale + bias;
+    }
+  }
+}
+
 // Reuses the previous batch's buffer when nobody else holds it and the shape is unchanged: no
 // allocation per batch in the steady state.
 void ensure(Tensor& t, const Shape& s) {
@@ -95,6 +110,8 @@ BatchLoader::BatchLoader(const Dataset& data, int64_t batchSize, uint64_t seed, 
     outH_ = outW_ = aug_.padTo;
   }
   if (aug_.cropPad < 0) throw ConfigError("data.crop_pad must be >= 0");
+  if (aug_.cropEdge && aug_.padTo > 0)
+    throw ConfigError("data.crop_mode = edge replicates the image border and cannot be combined with data.pad_to");
   outSample_ = image ? Shape{c_, outH_, outW_} : s;
 
   // Channel count is C for images, 1 otherwise.
@@ -191,7 +208,13 @@ void BatchLoader::fill(int64_t firstPos, int64_t count, Batch& out) const {
     for (int64_t k = 0; k < c_; ++k) {
       float* dst = x + b * outPer + k * outH_ * outW_;
       const int64_t plane = idx * per + k * h_ * w_;
-      if (u8)
+      if (aug_.cropEdge && augment) {
+        if (u8)
+          renderPlaneEdge(data_.u8.data() + plane, h_, w_, dst, outH_, outW_, dy, dx, flip, scale_[k] * (1.f / 255.f),
+                          bias_[k]);
+        else
+          renderPlaneEdge(data_.f32.data() + plane, h_, w_, dst, outH_, outW_, dy, dx, flip, scale_[k], bias_[k]);
+      } else if (u8)
         renderPlane(data_.u8.data() + plane, h_, w_, dst, outH_, outW_, dy - offY, dx - offX, flip,
                     scale_[k] * (1.f / 255.f), bias_[k]);
       else

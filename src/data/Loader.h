@@ -15,6 +15,7 @@ namespace sw {
 struct AugmentSpec {
   int64_t padTo = 0;         // zero-pad images centrally to padTo x padTo (e.g. 28 -> 32)
   int64_t cropPad = 0;       // random crop after zero padding by cropPad (training only)
+  bool cropEdge = false;     // pad the crop by replicating the border instead of zeros
   bool hflip = false;        // random horizontal flip with p = 0.5 (training only)
   std::vector<float> mean;   // per-channel normalisation (x - mean) / std, applied after
   std::vector<float> stddev; //   scaling u8 to [0, 1]; empty = none

@@ -12,6 +12,7 @@ class Activation final : public Layer {
   Tensor forward(const Tensor& x, Ctx& ctx, Mode mode) override;
   Tensor backward(const Tensor& dy, Ctx& ctx, InputGrad ig) override;
   Act act() const { return a_; }
+  float alpha() const { return alpha_; }
 
  private:
   Act a_;

@@ -37,6 +37,8 @@ float LrSchedule::at(int epoch, int64_t iter, int64_t itersPerEpoch) const {
       return lr0 * std::pow(c_.factor, static_cast<float>(n));
     }
     case LrKind::kCosine:
+      if (c_.tMax > 0)
+        return static_cast<float>(c_.etaMin + (lr0 - c_.etaMin) * 0.5 * (1.0 + std::cos(M_PI * e / c_.tMax)));
       return static_cast<float>(0.5 * lr0 * (1.0 + std::cos(M_PI * e / (T + 1.0))));
     case LrKind::kPoly: {
       const double f = std::max(0.0, 1.0 - (e + 1.0) / T);

@@ -20,6 +20,11 @@ struct LrConfig {
   bool goyal = false;
   int accumSteps = 1, batchSize = 128;
   int epochs = 1;
+  // Cosine only: PyTorch CosineAnnealingLR(T_max, eta_min) in closed form,
+  // eta_min + (lr0 - eta_min) (1 + cos(pi e / T_max)) / 2 (past T_max it rises again, as PyTorch's
+  // does). tMax = 0 keeps the default cosine over the training epochs.
+  int tMax = 0;
+  float etaMin = 0.f;
 };
 
 class LrSchedule {

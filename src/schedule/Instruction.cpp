@@ -21,6 +21,8 @@ const char* opName(Op op) {
     case Op::kLocalLoss: return "LocalLoss";
     case Op::kInputGrad: return "InputGrad";
     case Op::kComputeTargets: return "ComputeTargets";
+    case Op::kTrainFeedback: return "TrainFeedback";
+    case Op::kSyncFeedback: return "SyncFeedback";
     case Op::kElasticSync: return "ElasticSync";
     case Op::kCheckpoint: return "Checkpoint";
   }

@@ -38,7 +38,9 @@ enum class Op : uint8_t {
   kLocalLoss,      // interlocking/local backprop: forward + backward of the stage's auxiliary head
                    // on its (detached) output: the head's gradients and dL_stage/d(output)
   kInputGrad,      // interlocking: input-only backward (no parameter gradients) of loss `loss`
-  kComputeTargets, // DTP: targets sent top-down (issue 6)
+  kComputeTargets, // DTP: first target and difference-corrected targets t_L .. t_0
+  kTrainFeedback,  // DTP: K_i L-DRL iterations of feedback block `layer` (src/dtp/DtpProgram.h)
+  kSyncFeedback,   // DTP: feedback block `layer`'s weight broadcast from its owner rank
   kElasticSync,    // Parle: coupling to the replica average (issue 6)
   kCheckpoint,     // reserved: in-program checkpoint point
 };
