@@ -39,7 +39,8 @@ Tensor BatchNorm::forward(const Tensor& x, Ctx& ctx, Mode mode) {
     throw ShapeError(name_ + ": batch norm in training needs more than one value per channel");
   Tensor m = be_.empty(Shape{c_}), inv = be_.empty(Shape{c_});
   be_.batchNormForwardTrain(x, gamma_.value, beta_.value, y, m, inv, mean_.value, var_.value, o_);
-  ctx.saved = {x, m, inv};
+  if (mode == Mode::kTrain) ctx.saved = {x, m, inv};
+  else ctx.clear();
   return y;
 }
 

@@ -13,7 +13,9 @@
 
 namespace sw {
 
-enum class Mode { kTrain, kEval };
+// kCalibrate: batch norm normalises with batch statistics and updates its running statistics
+// (as in training), dropout is the identity and nothing is saved for a backward.
+enum class Mode { kTrain, kEval, kCalibrate };
 enum class InputGrad { kNeeded, kSkip };  // kSkip: the caller does not need dx (first layer)
 enum class WeightDecay { kApply, kExclude };
 

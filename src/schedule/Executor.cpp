@@ -5,6 +5,7 @@
 // backend's device when consumed.
 #include "schedule/Executor.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/Error.h"
@@ -189,7 +190,7 @@ void Executor::dispatch(const Instr& in, const RoundInputs& ri, RoundStats& st) 
       Slot& s = slot(in);
       sends_.push_back(c_.pipe->send(c_.be->toHost(s.out), in.peer, in.tag));
       s.out = Tensor();
-      if (ri.phase == Phase::kEval) s.reset();
+      if (ri.phase != Phase::kTrain) s.reset();
       break;
     }
     case Op::kSendGrad: {
@@ -203,11 +204,17 @@ void Executor::dispatch(const Instr& in, const RoundInputs& ri, RoundStats& st) 
       break;
     case Op::kOptimizerStep: {
       const auto t = Clock::now();
-      c_.opt->step(ri.lr(st.updates), ri.gradScale);
+      if (c_.rule) c_.rule->step(ri.lr(st.updates), ri.gradScale);
+      else c_.opt->step(ri.lr(st.updates), ri.gradScale);
       c_.model->zeroGrad(c_.range);
       ++version_;
       ++st.updates;
       st.optimizer += since(t);
+      break;
+    }
+    case Op::kElasticSync: {
+      if (!c_.rule) throw Error("ElasticSync in a program whose algorithm has no update rule");
+      st.wait += c_.rule->elasticSync(ri.lr(std::max(0, st.updates - 1)));
       break;
     }
     case Op::kStashWeights: {
@@ -240,7 +247,9 @@ void Executor::forward(const Instr& in, const RoundInputs& ri, RoundStats& st) {
     s.actBuf = Tensor();
   }
   const auto t = Clock::now();
-  const Mode mode = ri.phase == Phase::kTrain ? Mode::kTrain : Mode::kEval;
+  const Mode mode = ri.phase == Phase::kTrain       ? Mode::kTrain
+                    : ri.phase == Phase::kCalibrate ? Mode::kCalibrate
+                                                    : Mode::kEval;
   useVersion(in.version);
   Ctx evalCtx;
   Tensor out = c_.model->forward(s.in, mode == Mode::kTrain ? s.ctx : evalCtx, mode, c_.range);
@@ -255,7 +264,7 @@ void Executor::forward(const Instr& in, const RoundInputs& ri, RoundStats& st) {
     st.lossSum += double(r.loss) * double(s.rows);
     st.correct += r.correct;
     st.seen += s.rows;
-    if (mode == Mode::kEval) s.reset();
+    if (mode != Mode::kTrain) s.reset();
   } else {
     s.out = out;
   }

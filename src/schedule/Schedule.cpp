@@ -52,7 +52,7 @@ int numSlots(const Program& p) {
 
 bool hasSchedule(const std::string& algo) {
   return algo == "bp" || algo == "dp" || algo == "mp" || algo == "gpipe" || algo == "1f1b" ||
-         algo == "pipedream";
+         algo == "pipedream" || algo == "parle";
 }
 
 std::unique_ptr<Schedule> makeSchedule(const std::string& algo) {
@@ -61,8 +61,9 @@ std::unique_ptr<Schedule> makeSchedule(const std::string& algo) {
   if (algo == "gpipe") return makeGPipe();
   if (algo == "1f1b") return makeOneFOneB();
   if (algo == "pipedream") return makePipeDream();
+  if (algo == "parle") return makeParle("1f1b", ParleCoupling::kAfterSteps);  // the trainer picks via [parle]
   throw ConfigError("train.algo = " + algo + ": no stage schedule for this algorithm in this build "
-                    "(available: bp, dp, mp, gpipe, 1f1b, pipedream)");
+                    "(available: bp, dp, mp, gpipe, 1f1b, pipedream, parle)");
 }
 
 }  // namespace sw

@@ -9,7 +9,9 @@
 
 namespace sw {
 
-enum class Phase { kTrain, kEval };
+// kCalibrate: forward only, in training mode for batch norm (batch statistics update the running
+// ones) with dropout off; nothing is kept for a backward (Parle's master re-estimates BN).
+enum class Phase { kTrain, kEval, kCalibrate };
 
 struct ScheduleSpec {
   int stages = 1;
@@ -17,6 +19,7 @@ struct ScheduleSpec {
   int microbatches = 1;       // micro-batches in the round
   bool verticalSync = false;  // pipedream: every stage uses the weight version stage 0 used
   Phase phase = Phase::kTrain;
+  int steps = 1;              // parle: inner optimizer steps in the round (microbatches split evenly)
 };
 
 class Schedule {
@@ -33,7 +36,7 @@ class Schedule {
   virtual int maxStages() const { return 0; }
 };
 
-// Algorithms of this runtime: bp, dp, mp, gpipe, 1f1b, pipedream. Throws ConfigError for an
+// Algorithms of this runtime: bp, dp, mp, gpipe, 1f1b, pipedream, parle. Throws ConfigError for an
 // unknown name or one that has no stage schedule yet.
 std::unique_ptr<Schedule> makeSchedule(const std::string& algo);
 bool hasSchedule(const std::string& algo);
