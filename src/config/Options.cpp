@@ -137,7 +137,7 @@ const std::vector<Key>& keys() {
       {"train.log_every_seconds", "10", "progress line period when not on a terminal",
        [](TrainConfig& c, const std::string& v) { c.train.logEverySeconds = toDouble("train.log_every_seconds", v, 0.1, 1e9); }},
       // [model]
-      {"model.name", "lenet", "mlp|mlp_bn|lenet|simple_vgg|allcnn|resnet18|resnet34",
+      {"model.name", "lenet", "mlp|mlp_bn|lenet|simple_vgg|allcnn|resnet18|resnet34|wrn|wrn16_4|wrn28_10",
        [](TrainConfig& c, const std::string& v) { c.model.name = oneOf("model.name", v, modelNames()); }},
       {"model.hidden", "1024,1024", "mlp hidden layer sizes",
        [](TrainConfig& c, const std::string& v) { c.model.hidden = toIntList("model.hidden", v, 1); }},
@@ -147,8 +147,10 @@ const std::vector<Key>& keys() {
        [](TrainConfig& c, const std::string& v) { c.model.inputDropout = float(toDouble("model.input_dropout", v, -1, 0.99)); }},
       {"model.batchnorm", "true", "batch norm in lenet",
        [](TrainConfig& c, const std::string& v) { c.model.batchnorm = toBool("model.batchnorm", v); }},
-      {"model.width", "0", "base channel width (0 = the model's default)",
+      {"model.width", "0", "base channel width (0 = the model's default; wrn: widen factor k, default 10)",
        [](TrainConfig& c, const std::string& v) { c.model.width = toInt("model.width", v, 0, 65536); }},
+      {"model.depth", "0", "wrn depth 6N + 4 (0 = 28)",
+       [](TrainConfig& c, const std::string& v) { c.model.depth = toInt("model.depth", v, 0, 10000); }},
       // [data]
       {"data.name", "fashion_mnist", "fashion_mnist|mnist|cifar10|hdf5|synthetic",
        [](TrainConfig& c, const std::string& v) { c.data.name = oneOf("data.name", v, {"fashion_mnist", "mnist", "cifar10", "hdf5", "synthetic"}); }},

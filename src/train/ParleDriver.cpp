@@ -50,9 +50,6 @@ std::string pad5(int v) {
   return std::string(s.size() < 5 ? 5 - s.size() : 0, '0') + s;
 }
 
-bool endsWith(const std::string& s, const std::string& t) {
-  return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
-}
 }  // namespace
 
 ParleDriver::ParleDriver(const TrainConfig& cfg, ParleContext ctx) : cfg_(cfg), c_(ctx) {
@@ -155,13 +152,28 @@ void ParleDriver::withMaster(Executor& exec, int epoch, const std::function<void
 
 // The master's weights are an average, so no replica's running statistics fit them (spec 7.4):
 // a forward pass in calibration mode (batch statistics, dropout off, PyTorch momentum 0.1) over
-// training micro-batches of the training size re-estimates them. Every replica starts from the
-// freshly initialised statistics (mean 0, var 1) and reads the same batches, so all replicas get
-// bitwise the same master. Pipelined replicas run it through the Executor like an evaluation.
+// training micro-batches of the training size re-estimates them. It starts from the replicas'
+// mean statistics (the references start from some model copy's; after the full pass of the
+// default the start weighs 0.9^nb, nothing) and every replica reads the same batches, so all
+// replicas get bitwise the same master, and a rerun gives the same statistics. Pipelined
+// replicas run it through the Executor like an evaluation.
 void ParleDriver::refreshBatchNorm(Executor& exec, int epoch) {
-  for (Buffer* b : buffers_) {
-    if (endsWith(b->name, "running_mean")) c_.be->fill(b->value, 0.f);
-    else if (endsWith(b->name, "running_var")) c_.be->fill(b->value, 1.f);
+  int64_t n = 0;
+  for (Buffer* b : buffers_) n += b->value.numel();
+  if (n > 0) {
+    Tensor flat = Tensor::empty(Shape{n});
+    int64_t off = 0;
+    for (Buffer* b : buffers_) {
+      Tensor dst = flat.slice(off, off + b->value.numel()).reshape(b->value.shape());
+      c_.be->copy(b->value, dst);
+      off += b->value.numel();
+    }
+    c_.data->allReduce(flat, ReduceOp::kAvg)->wait();
+    off = 0;
+    for (Buffer* b : buffers_) {
+      c_.be->copy(flat.slice(off, off + b->value.numel()).reshape(b->value.shape()), b->value);
+      off += b->value.numel();
+    }
   }
   BatchLoader loader(*c_.train, c_.microBatchRows, cfg_.train.seed ^ 0xB17E'57A7'5000'0000ull, Shard{0, 1}, cfg_.augment,
                      Shuffle::kYes, DropLast::kYes, Augment::kNo);
