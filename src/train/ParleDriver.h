@@ -71,6 +71,9 @@ class ParleDriver : public UpdateRule {
   // Metric extras of the train record (annealed couplings, synchronisations).
   void addMetrics(std::vector<std::pair<std::string, double>>& extra) const;
   ParleOptimizer& optimizer() { return *opt_; }
+  // This stage's part of the last evaluated master (host copies; empty before the first).
+  const std::vector<Tensor>& lastMasterParams() const { return masterParams_; }
+  const std::vector<Tensor>& lastMasterBuffers() const { return masterBuffers_; }
   std::string describe() const;
 
  private:
