@@ -36,11 +36,12 @@ double toNum(const std::string& flag, const std::string& v) {
 }
 
 const char* kHelp =
-    "usage: stagewise schedule --algo A --stages S --microbatches M [--replicas R]\n"
+    "usage: stagewise schedule --algo A --stages S --microbatches M [--replicas R] [--steps K]\n"
     "                          [--vertical-sync] [--forward-cost F] [--backward-cost B] [--program]\n"
-    "  A: bp dp mp gpipe 1f1b pipedream. Prints each rank's timeline (F3 = forward of\n"
-    "  micro-batch 3, B3 = its backward, AR = gradient allreduce, U = optimizer step),\n"
-    "  its idle fraction and, for flushed pipelines, the bound (S-1)/(M+S-1).\n";
+    "  A: bp dp mp gpipe 1f1b pipedream parle. Prints each rank's timeline (F3 = forward of\n"
+    "  micro-batch 3, B3 = its backward, AR = gradient allreduce, U = optimizer step,\n"
+    "  ElasticSync = Parle's replica average), its idle fraction and, for flushed pipelines,\n"
+    "  the bound (S-1)/(M+S-1). parle: K inner steps of M micro-batches each, then one sync.\n";
 
 }  // namespace
 
@@ -70,6 +71,7 @@ int scheduleCommand(const std::vector<std::string>& args, std::ostream& out) {
     else if (a == "--stages") spec.stages = toInt(a, value(), 1, 1024);
     else if (a == "--microbatches" || a == "--mb") spec.microbatches = toInt(a, value(), 1, 1 << 16);
     else if (a == "--replicas") spec.replicas = toInt(a, value(), 1, 1024);
+    else if (a == "--steps") spec.steps = toInt(a, value(), 1, 1 << 16);
     else if (a == "--vertical-sync") spec.verticalSync = true;
     else if (a == "--forward-cost") costs.forward = toNum(a, value());
     else if (a == "--backward-cost") costs.backward = toNum(a, value());
@@ -77,6 +79,8 @@ int scheduleCommand(const std::vector<std::string>& args, std::ostream& out) {
     else throw ConfigError("unexpected argument '" + args[i] + "'\n" + kHelp);
   }
   auto sched = makeSchedule(algo);
+  if (algo == "parle") spec.microbatches *= spec.steps;  // --microbatches counts per inner step
+  else if (spec.steps != 1) throw ConfigError("--steps applies to --algo parle");
   if (sched->maxStages() > 0 && spec.stages > sched->maxStages())
     throw ConfigError("--algo " + algo + " runs " + std::to_string(sched->maxStages()) + " stage per replica");
   out << algo << ": " << spec.stages << " stage(s) x " << spec.replicas << " replica(s), " << spec.microbatches
