@@ -367,6 +367,15 @@ TEST(ParleMpi, StopAndResumeIsBitIdentical) {
   EXPECT_EQ(b.progress().step, 11);
   b.run();
   EXPECT_EQ(flat(b.model().params(b.stageRange())), flat(ref.model().params(ref.stageRange())));
+  // Spec 10.9: the deliverable, the last evaluated master (weights + re-estimated BN), too.
+  auto hostFlat = [](const std::vector<Tensor>& v) {
+    std::vector<float> f;
+    for (const Tensor& t : v) f.insert(f.end(), t.data(), t.data() + t.numel());
+    return f;
+  };
+  EXPECT_FALSE(ref.parle()->lastMasterParams().empty());
+  EXPECT_EQ(hostFlat(b.parle()->lastMasterParams()), hostFlat(ref.parle()->lastMasterParams()));
+  EXPECT_EQ(hostFlat(b.parle()->lastMasterBuffers()), hostFlat(ref.parle()->lastMasterBuffers()));
   w.barrier();
 }
 

@@ -386,6 +386,28 @@ TEST(ParleConfig, ErrorsNameTheKey) {
   }
 }
 
+// The shipped experiment configs parse, and say what their comments say.
+TEST(ParleConfig, ShippedConfigs) {
+  const std::string dir = std::string(SW_SOURCE_DIR) + "/configs/";
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".ini") EXPECT_NO_THROW(parseConfig(e.path().string(), {})) << e.path();
+  auto wrn = parseConfig(dir + "cifar10_parle_wrn.ini", {});
+  EXPECT_EQ(wrn.train.algo, "parle");
+  EXPECT_EQ(wrn.model.name, "wrn28_10");
+  EXPECT_EQ(wrn.parle.L, 25);
+  EXPECT_EQ(wrn.parle.data, "full");
+  EXPECT_EQ(wrn.train.epochs, 5 * 25);  // B = 5 Parle epochs of L passes each
+  EXPECT_EQ(wrn.train.batchSize, 3 * 128);
+  EXPECT_EQ(parseConfig(dir + "cifar10_elastic_wrn.ini", {}).parle.L, 0);
+  EXPECT_EQ(parseConfig(dir + "cifar10_entropy_wrn.ini", {}).parle.rho, 0.0);
+  auto mpi = parseConfig(dir + "mnist_parle_mpi.ini", {});
+  EXPECT_EQ(mpi.parle.variant, "mpi2018");
+  EXPECT_FLOAT_EQ(float(mpi.parle.beta1), 0.75f);
+  auto fm = parseConfig(dir + "fmnist_parle.ini", {});
+  EXPECT_EQ(fm.model.name, "lenet");
+  EXPECT_EQ(fm.train.batchSize % 3, 0);
+}
+
 TEST(Wrn, ParameterCountsAndShapes) {
   auto build = [](const std::string& name, int64_t depth, int64_t width, int64_t classes) {
     ModelSpec s;
