@@ -137,7 +137,7 @@ const std::vector<Key>& keys() {
       {"train.log_every_seconds", "10", "progress line period when not on a terminal",
        [](TrainConfig& c, const std::string& v) { c.train.logEverySeconds = toDouble("train.log_every_seconds", v, 0.1, 1e9); }},
       // [model]
-      {"model.name", "lenet", "mlp|mlp_bn|lenet|simple_vgg|allcnn|resnet18|resnet34",
+      {"model.name", "lenet", "mlp|mlp_bn|lenet|simple_vgg|allcnn|resnet18|resnet34|wrn|wrn16_4|wrn28_10",
        [](TrainConfig& c, const std::string& v) { c.model.name = oneOf("model.name", v, modelNames()); }},
       {"model.hidden", "1024,1024", "mlp hidden layer sizes",
        [](TrainConfig& c, const std::string& v) { c.model.hidden = toIntList("model.hidden", v, 1); }},
@@ -147,8 +147,10 @@ const std::vector<Key>& keys() {
        [](TrainConfig& c, const std::string& v) { c.model.inputDropout = float(toDouble("model.input_dropout", v, -1, 0.99)); }},
       {"model.batchnorm", "true", "batch norm in lenet",
        [](TrainConfig& c, const std::string& v) { c.model.batchnorm = toBool("model.batchnorm", v); }},
-      {"model.width", "0", "base channel width (0 = the model's default)",
+      {"model.width", "0", "base channel width (0 = the model's default; wrn: widen factor k, default 10)",
        [](TrainConfig& c, const std::string& v) { c.model.width = toInt("model.width", v, 0, 65536); }},
+      {"model.depth", "0", "wrn depth 6N + 4 (0 = 28)",
+       [](TrainConfig& c, const std::string& v) { c.model.depth = toInt("model.depth", v, 0, 10000); }},
       // [data]
       {"data.name", "fashion_mnist", "fashion_mnist|mnist|cifar10|hdf5|synthetic",
        [](TrainConfig& c, const std::string& v) { c.data.name = oneOf("data.name", v, {"fashion_mnist", "mnist", "cifar10", "hdf5", "synthetic"}); }},
@@ -321,6 +323,41 @@ const std::vector<Key>& keys() {
        [](TrainConfig& c, const std::string& v) { c.dtp.assign = oneOf("dtp.assign", v, {"balanced", "round_robin"}); }},
       {"dtp.check_sync_every", "0", "dtp_parallel: steps between checks that all ranks hold identical weights (0 = each epoch)",
        [](TrainConfig& c, const std::string& v) { c.dtp.checkSyncEvery = toInt("dtp.check_sync_every", v, 0, INT64_MAX); }},
+      // [parle] (spec seed-parle.md; -1 = the variant's reference default)
+      {"parle.mode", "parle", "parle | elastic (Elastic-SGD: L = 0, or L = 1 and gamma = 0 in mpi2018) | entropy (Entropy-SGD: rho = 0, one replica)",
+       [](TrainConfig& c, const std::string& v) { c.parle.mode = oneOf("parle.mode", v, {"parle", "elastic", "entropy"}); }},
+      {"parle.variant", "optim2017", "optim2017 (distributed-ensembles optim.Parle, the paper's code) | mpi2018 (parle_mpi.py)",
+       [](TrainConfig& c, const std::string& v) { c.parle.variant = oneOf("parle.variant", v, {"optim2017", "mpi2018"}); }},
+      {"parle.L", "25", "inner steps per synchronisation (optim2017: 0 = Elastic-SGD every mini-batch)",
+       [](TrainConfig& c, const std::string& v) { c.parle.L = int(toInt("parle.L", v, 0, 1 << 20)); }},
+      {"parle.gamma", "0.01", "gamma_0: proximal coupling of the inner steps to the anchor",
+       [](TrainConfig& c, const std::string& v) { c.parle.gamma = toDouble("parle.gamma", v, 0, 1e6); }},
+      {"parle.rho", "-1", "rho_0: elastic coupling to the replica mean (-1: optim2017 1.0; mpi2018 0.01 = rho_cli, rho_0 = rho L n)",
+       [](TrainConfig& c, const std::string& v) { c.parle.rho = toDouble("parle.rho", v, -1, 1e6); }},
+      {"parle.gamma_max", "1", "cap of the annealed gamma",
+       [](TrainConfig& c, const std::string& v) { c.parle.gammaMax = toDouble("parle.gamma_max", v, 0, 1e9); }},
+      {"parle.rho_max", "10", "cap of the annealed rho",
+       [](TrainConfig& c, const std::string& v) { c.parle.rhoMax = toDouble("parle.rho_max", v, 0, 1e9); }},
+      {"parle.scoping", "0.5", "annealing: gamma and rho grow by 1 + scoping / nb per sync (optim2017) or per floor(t / L) (mpi2018); nb = mini-batches per epoch of a replica",
+       [](TrainConfig& c, const std::string& v) { c.parle.scoping = toDouble("parle.scoping", v, 0, 1e6); }},
+      {"parle.inner_lr", "-1", "inner learning rate; 0 = the scheduled optim.lr (-1: optim2017 0.1, mpi2018 0)",
+       [](TrainConfig& c, const std::string& v) { c.parle.innerLr = toDouble("parle.inner_lr", v, -1, 1e6); }},
+      {"parle.beta1", "-1", "weight of the old inner average (-1: optim2017 0 = last inner iterate, mpi2018 0.75)",
+       [](TrainConfig& c, const std::string& v) { c.parle.beta1 = toDouble("parle.beta1", v, -1, 0.999999); }},
+      {"parle.outer_momentum", "-1", "optim2017 outer-step momentum (-1 = optim.momentum)",
+       [](TrainConfig& c, const std::string& v) { c.parle.outerMomentum = toDouble("parle.outer_momentum", v, -1, 1); }},
+      {"parle.counter_per_tensor", "false", "mpi2018: advance the annealing counter once per parameter tensor per step, as the released parle_mpi.py does (spec 9.2)",
+       [](TrainConfig& c, const std::string& v) { c.parle.counterPerTensor = toBool("parle.counter_per_tensor", v); }},
+      {"parle.pipeline", "1f1b", "per-replica pipeline schedule when pipe.stages > 1: 1f1b | gpipe | mp",
+       [](TrainConfig& c, const std::string& v) { c.parle.pipeline = oneOf("parle.pipeline", v, {"1f1b", "gpipe", "mp"}); }},
+      {"parle.data", "shard", "replica data: shard (disjoint 1/n of each epoch, like dp) | full (every replica the whole set, own shuffle) | same (identical streams; tests)",
+       [](TrainConfig& c, const std::string& v) { c.parle.data = oneOf("parle.data", v, {"shard", "full", "same"}); }},
+      {"parle.init", "replica", "replica initialisation: replica (train.seed + replica, as the references) | same (train.seed everywhere)",
+       [](TrainConfig& c, const std::string& v) { c.parle.init = oneOf("parle.init", v, {"replica", "same"}); }},
+      {"parle.bn_refresh", "true", "re-estimate the master's batch-norm statistics on training data before each evaluation",
+       [](TrainConfig& c, const std::string& v) { c.parle.bnRefresh = toBool("parle.bn_refresh", v); }},
+      {"parle.bn_batches", "0", "micro-batches of that re-estimation (0 = the whole training set)",
+       [](TrainConfig& c, const std::string& v) { c.parle.bnBatches = toInt("parle.bn_batches", v, 0, INT64_MAX); }},
       {"checkpoint.every_epochs", "1", "checkpoint every N epochs (0 = only at the end)",
        [](TrainConfig& c, const std::string& v) { c.checkpoint.everyEpochs = int(toInt("checkpoint.every_epochs", v, 0, 100000)); }},
       {"checkpoint.every_steps", "0", "checkpoint every N optimizer steps (0 = off)",
@@ -341,6 +378,77 @@ const Key* findKey(const std::string& name) {
   for (const Key& k : keys())
     if (k.name == name) return &k;
   return nullptr;
+}
+
+// Shortest decimal form that parses back to the same double (resolved values are re-parsed on
+// the other ranks and on resume).
+std::string fmtNum(double v) {
+  for (int prec = 6; prec < 18; ++prec) {
+    std::ostringstream os;
+    os.precision(prec);
+    os << v;
+    if (std::stod(os.str()) == v) return os.str();
+  }
+  std::ostringstream os;
+  os.precision(17);
+  os << v;
+  return os.str();
+}
+
+void setResolved(TrainConfig& c, const std::string& key, const std::string& v) {
+  for (auto& [k, val] : c.resolved)
+    if (k == key) val = v;
+}
+
+void resolveParleChecked(TrainConfig& c, const std::map<std::string, std::string>& given);
+
+// [parle]: the variant's reference defaults for -1 values and the settings the mode fixes; the
+// effective values replace the given ones in the resolved config.
+void resolveParle(TrainConfig& c, const std::map<std::string, std::string>& given) {
+  resolveParleChecked(c, given);
+  const ParleSection& p = c.parle;
+  setResolved(c, "parle.L", std::to_string(p.L));
+  setResolved(c, "parle.gamma", fmtNum(p.gamma));
+  setResolved(c, "parle.rho", fmtNum(p.rho));
+  setResolved(c, "parle.inner_lr", fmtNum(p.innerLr));
+  setResolved(c, "parle.beta1", fmtNum(p.beta1));
+  setResolved(c, "parle.outer_momentum", fmtNum(p.outerMomentum));
+}
+
+// A key the mode fixes may not be given with a different value.
+void resolveParleChecked(TrainConfig& c, const std::map<std::string, std::string>& given) {
+  ParleSection& p = c.parle;
+  const bool a = p.variant == "mpi2018";
+  if (p.rho < 0) p.rho = a ? 0.01 : 1.0;
+  if (p.innerLr < 0) p.innerLr = a ? 0.0 : 0.1;
+  if (p.beta1 < 0) p.beta1 = a ? 0.75 : 0.0;
+  if (p.outerMomentum < 0) p.outerMomentum = c.optim.momentum;
+  if (c.train.algo != "parle") return;
+  auto fix = [&](const std::string& key, double& field, double value, const std::string& why) {
+    if (given.count(key) && field != value) {
+      std::ostringstream os;
+      os << key << " = " << field << " contradicts parle.mode = " << p.mode << " (" << why << ")";
+      throw ConfigError(os.str());
+    }
+    field = value;
+  };
+  if (p.mode == "elastic") {
+    double L = p.L;
+    fix("parle.L", L, a ? 1 : 0, a ? "mpi2018 Elastic-SGD is L = 1, gamma = 0" : "Elastic-SGD couples every mini-batch, L = 0");
+    p.L = int(L);
+    if (a) fix("parle.gamma", p.gamma, 0, "mpi2018 Elastic-SGD is L = 1, gamma = 0");
+  } else if (p.mode == "entropy") {
+    fix("parle.rho", p.rho, 0, "Entropy-SGD has no elastic coupling, rho = 0");
+  }
+  if (p.L == 0 && a) throw ConfigError("parle.L = 0: Elastic-SGD every mini-batch exists only in parle.variant = optim2017");
+  if (c.optim.kind != OptimKind::kSgd)
+    throw ConfigError("optim.name: train.algo = parle takes SGD with momentum for its inner and outer steps (set optim.name = sgd)");
+  if (a && !c.optim.nesterov)
+    throw ConfigError("optim.nesterov = false: parle.variant = mpi2018 uses its reference's Nesterov momentum "
+                      "(v <- mu v + d, step d + v) in both loops; set optim.nesterov = true");
+  if (c.train.accumSteps != 1)
+    throw ConfigError("train.accum_steps = " + std::to_string(c.train.accumSteps) +
+                      ": train.algo = parle takes one mini-batch per inner step (use pipe.microbatches to split it)");
 }
 
 TrainConfig resolve(std::map<std::string, std::string> values) {
@@ -365,6 +473,7 @@ TrainConfig resolve(std::map<std::string, std::string> values) {
                       std::to_string(c.dtp.feedbackNoise.size()) + " and " + std::to_string(c.dtp.feedbackLr.size()));
   if (c.data.name == "hdf5" && (c.data.trainFile.empty() || c.data.testFile.empty()))
     throw ConfigError("data.name = hdf5 needs data.train_file and data.test_file");
+  resolveParle(c, values);
   c.data.seed = c.train.seed;
   c.lr.epochs = c.train.epochs;
   c.lr.accumSteps = c.train.accumSteps;

@@ -47,7 +47,8 @@ Tensor BatchNorm::forward(const Tensor& x, Ctx& ctx, Mode mode) {
   } else {
     be_.batchNormForwardTrain(x, gamma_.value, beta_.value, y, m, inv, mean_.value, var_.value, o_);
   }
-  ctx.saved = {x, m, inv};
+  if (training(mode)) ctx.saved = {x, m, inv};
+  else ctx.clear();  // kCalibrate
   return y;
 }
 

@@ -38,7 +38,7 @@ Tensor Activation::backward(const Tensor& dy, Ctx& ctx, InputGrad ig) {
 }
 
 Tensor Dropout::forward(const Tensor& x, Ctx& ctx, Mode mode) {
-  if (mode == Mode::kEval || p_ <= 0.f) {
+  if (!training(mode) || p_ <= 0.f) {  // eval and calibration passes: identity
     ctx.clear();
     return x;
   }

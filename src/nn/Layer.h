@@ -17,8 +17,11 @@ namespace sw {
 // kRecompute: a training-mode forward run again to rebuild a context (activation
 // checkpointing, reversible reconstruction): batch statistics as in training, but batch-norm
 // running statistics are left untouched and dropout must be given the forward's RNG state.
-enum class Mode { kTrain, kEval, kRecompute };
-inline bool training(Mode m) { return m != Mode::kEval; }
+// kCalibrate: batch norm normalises with batch statistics and updates its running statistics
+// (as in training), dropout is the identity and nothing is saved for a backward.
+enum class Mode { kTrain, kEval, kRecompute, kCalibrate };
+// Whether a forward saves what its backward needs (and draws dropout masks).
+inline bool training(Mode m) { return m == Mode::kTrain || m == Mode::kRecompute; }
 enum class InputGrad { kNeeded, kSkip };  // kSkip: the caller does not need dx (first layer)
 enum class WeightDecay { kApply, kExclude };
 

@@ -282,11 +282,60 @@ void buildRevnet(Model& m, const ModelSpec& s, Backend& be, std::vector<int> lay
   addPoolHead(m, be, rng, 2 * c);  // concatenated streams
 }
 
+// Wide ResNet WRN-d-k as Parle's models.wideresnet builds it (spec seed-parle.md 7.3): a bias-free
+// conv3x3 to 16 channels; 3 groups of N = (d-4)/6 pre-activation blocks of widths 16k, 32k, 64k
+// (first strides 1, 2, 2); BN-ReLU-global average pool-linear. Block: BN-ReLU-conv3x3(s)-BN-ReLU-
+// dropout-conv3x3, convs bias-free; the shortcut is the identity when the widths match, else a
+// bias-free 1x1 conv (stride s) of the RAW block input (the canonical WRN code takes the
+// pre-activated input; Parle's does not). Init: convs N(0, 2/(k k C_out)), BN 1/0, linear weight
+// PyTorch default, linear bias 0. One stage block per residual block.
+void buildWrn(Model& m, const ModelSpec& s, Backend& be, int64_t depth, int64_t k) {
+  if (depth < 10 || (depth - 4) % 6 != 0)
+    throw ConfigError("model.depth = " + std::to_string(depth) + ": a wide ResNet has depth 6N + 4 (10, 16, 22, 28, ...)");
+  Rng& rng = m.initRng();
+  const Shape& in = m.sampleShape();
+  const Init ki = Init::kKaimingNormalFanOut;
+  const float p = orDefault(s.dropout, 0.25f);
+  auto conv = [&](int64_t cin, int64_t cout, int64_t kernel, int64_t stride) {
+    return std::make_unique<Conv2d>(be, ConvOpts{.in = cin, .out = cout, .kernel = kernel, .stride = stride,
+                                                 .pad = kernel / 2, .bias = false, .init = ki}, rng);
+  };
+  m.addBlock("stem").add(conv(in[0], 16, 3, 1), "conv");
+  int64_t cin = 16;
+  for (int g = 0; g < 3; ++g) {
+    const int64_t w = (16 << g) * k;
+    for (int64_t b = 0; b < (depth - 4) / 6; ++b) {
+      const int64_t stride = (g > 0 && b == 0) ? 2 : 1;
+      auto main = std::make_unique<Sequential>(be);
+      main->add(std::make_unique<BatchNorm>(be, cin), "bn1");
+      main->add(std::make_unique<Activation>(be, Act::kRelu), "relu1");
+      main->add(conv(cin, w, 3, stride), "conv1");
+      main->add(std::make_unique<BatchNorm>(be, w), "bn2");
+      main->add(std::make_unique<Activation>(be, Act::kRelu), "relu2");
+      if (p > 0) main->add(std::make_unique<Dropout>(be, p, &m.dropoutRng()), "dropout");
+      main->add(conv(w, w, 3, 1), "conv2");
+      LayerPtr sc;
+      if (cin != w) sc = conv(cin, w, 1, stride);
+      m.addBlock("group" + std::to_string(g + 1) + "." + std::to_string(b))
+          .add(std::make_unique<Residual>(be, std::move(main), std::move(sc), Act::kIdentity), "block");
+      cin = w;
+    }
+  }
+  Sequential& h = m.addBlock("head");
+  h.add(std::make_unique<BatchNorm>(be, cin), "bn");
+  h.add(std::make_unique<Activation>(be, Act::kRelu), "relu");
+  h.add(std::make_unique<AvgPool2d>(be, 0, 0), "gap");
+  h.add(std::make_unique<Flatten>(be), "flatten");
+  auto fc = std::make_unique<Linear>(be, cin, m.classes(), true, rng);
+  be.fill(fc->bias().value, 0.f);
+  h.add(std::move(fc), "fc");
+}
+
 }  // namespace
 
 std::vector<std::string> modelNames() {
   return {"mlp", "mlp_bn", "lenet", "simple_vgg", "allcnn", "resnet18", "resnet34", "resnet50",
-          "revnet18", "revnet34", "vgg16"};
+          "revnet18", "revnet34", "vgg16", "wrn", "wrn16_4", "wrn28_10"};
 }
 
 std::unique_ptr<Model> buildModel(Backend& be, const ModelSpec& spec, const Shape& sample,
@@ -310,7 +359,13 @@ std::unique_ptr<Model> buildModel(Backend& be, const ModelSpec& spec, const Shap
   else if (n == "revnet18") buildRevnet(*m, spec, be, {2, 2, 2, 2});
   else if (n == "revnet34") buildRevnet(*m, spec, be, {3, 4, 6, 3});
   else if (n == "vgg16") buildVgg16(*m, spec, be);
-  else {
+  else if (n == "wrn") buildWrn(*m, spec, be, spec.depth > 0 ? spec.depth : 28, spec.width > 0 ? spec.width : 10);
+  else if (n == "wrn16_4" || n == "wrn28_10") {
+    if (spec.depth != 0 || spec.width != 0)
+      throw ConfigError("model.depth / model.width: model.name = " + n + " fixes them (use model.name = wrn)");
+    if (n == "wrn16_4") buildWrn(*m, spec, be, 16, 4);
+    else buildWrn(*m, spec, be, 28, 10);
+  } else {
     std::string all;
     for (auto& s : modelNames()) all += (all.empty() ? "" : ", ") + s;
     throw ConfigError("model.name: unknown model '" + n + "' (expected one of: " + all + ")");

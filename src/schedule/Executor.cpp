@@ -5,6 +5,7 @@
 // backend's device when consumed.
 #include "schedule/Executor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <set>
@@ -266,7 +267,7 @@ void Executor::dispatch(const Instr& in, const RoundInputs& ri, RoundStats& st) 
       Slot& s = slot(in);
       postSend(c_.be->toHost(s.out), in.peer, in.tag, st);
       s.out = Tensor();
-      if (ri.phase == Phase::kEval) {
+      if (ri.phase != Phase::kTrain) {
         s.reset();
         // A forward-only stream has no backward to pace it: without a bound the first stage
         // would buffer the whole evaluation set in unreceived messages.
@@ -311,7 +312,8 @@ void Executor::dispatch(const Instr& in, const RoundInputs& ri, RoundStats& st) 
     case Op::kOptimizerStep: {
       const auto t = Clock::now();
       const float scale = ri.averageByCount && in.mb > 0 ? 1.f / float(in.mb) : ri.gradScale;
-      c_.opt->step(ri.lr(st.updates), scale);
+      if (c_.rule) c_.rule->step(ri.lr(st.updates), scale);
+      else c_.opt->step(ri.lr(st.updates), scale);
       c_.model->zeroGrad(c_.range);
       ++version_;
       ++st.updates;
@@ -323,6 +325,11 @@ void Executor::dispatch(const Instr& in, const RoundInputs& ri, RoundStats& st) 
       useVersion(-1);
       predictedValid_ = c_.opt->predict(ri.lr(st.updates), float(in.version), in.tag == 1, predicted_);
       st.optimizer += since(t);
+      break;
+    }
+    case Op::kElasticSync: {
+      if (!c_.rule) throw Error("ElasticSync in a program whose algorithm has no update rule");
+      st.wait += c_.rule->elasticSync(ri.lr(std::max(0, st.updates - 1)));
       break;
     }
     case Op::kStashWeights: {
@@ -355,7 +362,9 @@ void Executor::forward(const Instr& in, const RoundInputs& ri, RoundStats& st) {
     s.actBuf = Tensor();
   }
   const auto t = Clock::now();
-  const Mode mode = ri.phase == Phase::kTrain ? Mode::kTrain : Mode::kEval;
+  const Mode mode = ri.phase == Phase::kTrain       ? Mode::kTrain
+                    : ri.phase == Phase::kCalibrate ? Mode::kCalibrate
+                                                    : Mode::kEval;
   useVersion(in.version);
   Tensor out;
   const bool keep = mode == Mode::kTrain && opts_.storage != Retain::kContext && !c_.coord.lastStage();
@@ -378,7 +387,7 @@ void Executor::forward(const Instr& in, const RoundInputs& ri, RoundStats& st) {
     st.lossSum += double(r.loss) * double(s.rows);
     st.correct += r.correct;
     st.seen += s.rows;
-    if (mode == Mode::kEval) s.reset();
+    if (mode != Mode::kTrain) s.reset();
   } else {
     s.out = out;
     if (mode == Mode::kTrain && c_.model->aux(c_.range.end - 1)) s.auxIn = out;

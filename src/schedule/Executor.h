@@ -18,6 +18,7 @@
 #include "nn/Model.h"
 #include "optim/Optimizer.h"
 #include "schedule/Schedule.h"
+#include "schedule/UpdateRule.h"
 
 namespace sw {
 
@@ -31,6 +32,7 @@ struct StageContext {
   RankCoord coord;
   Communicator* pipe = nullptr;  // the replica's pipeline (rank = stage)
   Communicator* data = nullptr;  // the stage's replicas (gradient averaging)
+  UpdateRule* rule = nullptr;    // replaces Optimizer::step and runs ElasticSync (parle)
 };
 
 // Per-round inputs supplied by the trainer.

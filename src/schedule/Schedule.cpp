@@ -53,7 +53,7 @@ int numSlots(const Program& p) {
 bool hasSchedule(const std::string& algo) {
   return algo == "bp" || algo == "dp" || algo == "mp" || algo == "gpipe" || algo == "1f1b" ||
          algo == "pipedream" || algo == "spectrain" || algo == "petra" || algo == "interlocking" ||
-         algo == "local";
+         algo == "local" || algo == "parle";
 }
 
 std::unique_ptr<Schedule> makeSchedule(const std::string& algo) {
@@ -65,8 +65,9 @@ std::unique_ptr<Schedule> makeSchedule(const std::string& algo) {
   if (algo == "spectrain") return makeSpecTrain();
   if (algo == "petra") return makeDelayed();
   if (algo == "interlocking" || algo == "local") return makeInterlocking();
+  if (algo == "parle") return makeParle("1f1b", ParleCoupling::kAfterSteps);  // the trainer picks via [parle]
   throw ConfigError("train.algo = " + algo + ": no stage schedule for this algorithm in this build "
-                    "(available: bp, dp, mp, gpipe, 1f1b, pipedream, spectrain, petra, interlocking, local)");
+                    "(available: bp, dp, mp, gpipe, 1f1b, pipedream, spectrain, petra, interlocking, local, parle)");
 }
 
 }  // namespace sw

@@ -11,7 +11,9 @@
 
 namespace sw {
 
-enum class Phase { kTrain, kEval };
+// kCalibrate: forward only, in training mode for batch norm (batch statistics update the running
+// ones) with dropout off; nothing is kept for a backward (Parle's master re-estimates BN).
+enum class Phase { kTrain, kEval, kCalibrate };
 
 struct ScheduleSpec {
   int stages = 1;
@@ -39,6 +41,7 @@ struct ScheduleSpec {
   // reference's one-slot rendezvous queue, which bounds how far a rank runs ahead when nothing
   // flows back (local). The Executor and the Validator both honour it.
   bool boundedSends = false;
+  int steps = 1;              // parle: inner optimizer steps in the round (microbatches split evenly)
 };
 
 class Schedule {
@@ -55,7 +58,7 @@ class Schedule {
   virtual int maxStages() const { return 0; }
 };
 
-// Algorithms of this runtime: bp, dp, mp, gpipe, 1f1b, pipedream. Throws ConfigError for an
+// Algorithms of this runtime: bp, dp, mp, gpipe, 1f1b, pipedream, parle. Throws ConfigError for an
 // unknown name or one that has no stage schedule yet.
 std::unique_ptr<Schedule> makeSchedule(const std::string& algo);
 bool hasSchedule(const std::string& algo);

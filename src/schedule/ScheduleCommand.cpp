@@ -37,18 +37,19 @@ double toNum(const std::string& flag, const std::string& v) {
 }
 
 const char* kHelp =
-    "usage: stagewise schedule --algo A --stages S --microbatches M [--replicas R]\n"
+    "usage: stagewise schedule --algo A --stages S --microbatches M [--replicas R] [--steps K]\n"
     "                          [--vertical-sync] [--no-stash] [--accum K] [--stash-params]\n"
     "                          [--reconstruct] [--forward-cost F] [--backward-cost B]\n"
     "                          [--program] [--events FILE] [--n N]\n"
     "                          [--pairwise-mode next_only|sum|mean] [--aux-cost A] [--input-grad-cost I]\n"
-    "  A: bp dp mp gpipe 1f1b pipedream spectrain petra interlocking local. Prints each rank's\n"
+    "  A: bp dp mp gpipe 1f1b pipedream spectrain petra interlocking local parle. Prints each rank's\n"
     "  timeline (F3 = forward of micro-batch 3, B3 = its backward, AR = gradient allreduce,\n"
     "  U = optimizer step; interlocking: L3 = aux-head loss, i3 = input-only backward), its idle\n"
     "  fraction and, for flushed pipelines, the bound (S-1)/(M+S-1). --no-stash: pipedream\n"
     "  without weight stashing; petra: --accum K backwards per step, --stash-params,\n"
     "  --reconstruct (every stage inverts its top block). For interlocking, --n is n-wise\n"
     "  (2 = pairwise, the default) and M counts mini-batches (one step each).\n"
+    "  parle: K inner steps of M micro-batches each, then one sync (ElasticSync).\n"
     "  --events FILE writes one JSON object per compute span (tools/plot_schedule.py draws it).\n";
 
 }  // namespace
@@ -80,6 +81,7 @@ int scheduleCommand(const std::vector<std::string>& args, std::ostream& out) {
     else if (a == "--stages") spec.stages = toInt(a, value(), 1, 1024);
     else if (a == "--microbatches" || a == "--mb") spec.microbatches = toInt(a, value(), 1, 1 << 16);
     else if (a == "--replicas") spec.replicas = toInt(a, value(), 1, 1024);
+    else if (a == "--steps") spec.steps = toInt(a, value(), 1, 1 << 16);
     else if (a == "--vertical-sync") spec.verticalSync = true;
     else if (a == "--forward-cost") costs.forward = toNum(a, value());
     else if (a == "--backward-cost") costs.backward = toNum(a, value());
@@ -102,6 +104,8 @@ int scheduleCommand(const std::vector<std::string>& args, std::ostream& out) {
     spec.boundedSends = true;
     InterlockRule{.components = spec.stages, .distance = spec.distance, .mode = spec.pairwise}.validate("--n");
   }
+  if (algo == "parle") spec.microbatches *= spec.steps;  // --microbatches counts per inner step
+  else if (spec.steps != 1) throw ConfigError("--steps applies to --algo parle");
   if (sched->maxStages() > 0 && spec.stages > sched->maxStages())
     throw ConfigError("--algo " + algo + " runs " + std::to_string(sched->maxStages()) + " stage per replica");
   out << algo << ": " << spec.stages << " stage(s) x " << spec.replicas << " replica(s), " << spec.microbatches

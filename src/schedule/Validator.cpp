@@ -1,9 +1,10 @@
 // Discrete-event simulation of all ranks' programs. Each rank advances through its flattened
 // instructions until it blocks: a Forward/Backward whose received input has no matching send
-// yet, or a ReduceGrads whose replica peers have not all arrived. Sends never block (the
-// Executor waits for them lazily), receives are posted without blocking and pair first-to-first
-// with sends on the same (source, destination, tag) channel, exactly MPI's ordering rule. If a
-// sweep over all ranks makes no progress before every program ends, the schedule deadlocks.
+// yet, or a collective (ReduceGrads, ElasticSync) whose replica peers have not all arrived.
+// Sends never block (the Executor waits for them lazily), receives are posted without blocking
+// and pair first-to-first with sends on the same (source, destination, tag) channel, exactly
+// MPI's ordering rule. If a sweep over all ranks makes no progress before every program ends,
+// the schedule deadlocks.
 #include "schedule/Validator.h"
 
 #include <algorithm>
@@ -43,7 +44,7 @@ struct RankSim {
   std::vector<SlotSim> slots;
   int version = 0;
   std::set<int> stash;
-  int reduces = 0;
+  int reduces = 0;  // collectives (ReduceGrads, ElasticSync) issued
   bool predicted = false;
   bool localLoss = false;  // the program has LocalLoss: every stage loads labels
 };
@@ -109,9 +110,9 @@ class Sim {
                       " still holding mb " + std::to_string(ranks_[r].slots[s].mb));
     for (auto& [stage, arrivals] : reduceArrivals_)
       for (auto& a : arrivals)
-        if (int(a.size()) != spec_.replicas)
-          return fail("ReduceGrads of stage " + std::to_string(stage) + " reached by " +
-                      std::to_string(a.size()) + " of " + std::to_string(spec_.replicas) + " replicas");
+        if (int(a.ranks.size()) != spec_.replicas)
+          return fail(std::string(opName(a.op)) + " of stage " + std::to_string(stage) + " reached by " +
+                      std::to_string(a.ranks.size()) + " of " + std::to_string(spec_.replicas) + " replicas");
     for (const RankSim& r : ranks_) res_.makespan = std::max(res_.makespan, r.clock);
     for (size_t r = 0; r < ranks_.size(); ++r)
       res_.idleFraction.push_back(res_.makespan > 0 ? 1.0 - res_.busy[r] / res_.makespan : 0.0);
@@ -355,14 +356,24 @@ class Sim {
         s->lossDy[stage] = R.clock;
         break;
       }
-      case Op::kReduceGrads: {
+      case Op::kReduceGrads:
+      case Op::kElasticSync: {
+        // Both are collectives on the stage's replica communicator: every replica must issue
+        // the same sequence of them (MPI matches collectives by order, not by kind).
+        if (in.op == Op::kElasticSync)
+          for (const SlotSim& s : R.slots)
+            if (s.live) return bad(rank, in, "weights change while mb " + std::to_string(s.mb) + " is in flight");
         auto& arrivals = reduceArrivals_[stage];
         if (int(arrivals.size()) <= R.reduces) arrivals.resize(R.reduces + 1);
         auto& a = arrivals[R.reduces];
-        if (!a.count(rank)) a[rank] = R.clock;
-        if (int(a.size()) < spec_.replicas) return false;  // waiting for the other replicas
+        if (!a.ranks.empty() && a.op != in.op)
+          return bad(rank, in, "collective #" + std::to_string(R.reduces) + " of stage " + std::to_string(stage) +
+                                   " is " + opName(a.op) + " on rank " + std::to_string(a.ranks.begin()->first));
+        a.op = in.op;
+        if (!a.ranks.count(rank)) a.ranks[rank] = R.clock;
+        if (int(a.ranks.size()) < spec_.replicas) return false;  // waiting for the other replicas
         double t = 0;
-        for (auto& [r, tr] : a) t = std::max(t, tr);
+        for (auto& [r, tr] : a.ranks) t = std::max(t, tr);
         R.clock = std::max(R.clock, t);
         ++R.reduces;
         break;
@@ -449,7 +460,11 @@ class Sim {
   std::map<Key, double> lastMatch_;
   std::map<Key, std::deque<PendingSend>> sends_;
   std::map<Key, std::deque<PendingRecv>> recvs_;
-  std::map<int, std::vector<std::map<int, double>>> reduceArrivals_;
+  struct Collective {
+    Op op = Op::kReduceGrads;
+    std::map<int, double> ranks;  // arrival time per rank
+  };
+  std::map<int, std::vector<Collective>> reduceArrivals_;  // per stage, in issue order
   SimResult res_;
 };
 

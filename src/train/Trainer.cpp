@@ -25,6 +25,7 @@
 #include "core/Error.h"
 #include "core/Log.h"
 #include "schedule/Schedule.h"
+#include "train/ParleDriver.h"
 
 namespace fs = std::filesystem;
 
@@ -60,7 +61,9 @@ bool Trainer::delayedPipeline() const { return cfg_.train.algo == "petra" && !cf
 void Trainer::setupTopology() {
   // Rank count against the topology first: before any data is read.
   const std::string& algo = cfg_.train.algo;
-  if (algo == "petra" && cfg_.petra.synchronous) sched_ = makeSchedule("mp");  // no delay
+  const bool isParle = algo == "parle";
+  if (isParle) sched_ = parle::makeSchedule(cfg_);
+  else if (algo == "petra" && cfg_.petra.synchronous) sched_ = makeSchedule("mp");  // no delay
   else if (algo == "spectrain" && cfg_.spectrain.version == 2) sched_ = makeSchedule("pipedream");
   else sched_ = makeSchedule(algo);
   if ((algo == "spectrain") && cfg_.optim.kind != OptimKind::kSgd)
@@ -70,7 +73,7 @@ void Trainer::setupTopology() {
                       "compute on stashed weights) is not supported: set petra.store_input = true as well");
   const int world = world_->size();
   int stages = cfg_.pipe.stages;
-  if (stages == 0) stages = sched_->maxStages() == 1 ? 1 : world;
+  if (stages == 0) stages = sched_->maxStages() == 1 || isParle ? 1 : world;
   if (sched_->maxStages() > 0 && stages > sched_->maxStages())
     throw ConfigError("train.algo = " + cfg_.train.algo + " runs " + std::to_string(sched_->maxStages()) +
                       " stage per replica, pipe.stages = " + std::to_string(stages));
@@ -88,6 +91,7 @@ void Trainer::setupTopology() {
   spec_.maxDistance = cfg_.spectrain.maxDistance;
   spec_.accumSteps = cfg_.train.accumSteps;
   spec_.stashParams = cfg_.petra.storeParams || cfg_.petra.storeContext;
+  if (isParle) parle::checkTopology(cfg_, spec_.replicas, stages);
   if (interlocking()) {
     spec_.distance = algo == "local" ? 0 : cfg_.interlocking.n - 1;
     spec_.pairwise = parsePairwiseMode(cfg_.interlocking.pairwiseMode);
@@ -103,7 +107,7 @@ void Trainer::setupTopology() {
     if (cfg_.pipe.microbatches != 1)
       throw ConfigError("train.algo = petra: a micro-batch is one mini-batch (train.batch_size), "
                         "pipe.microbatches must be 1 (use train.accum_steps to accumulate)");
-  } else if (!sched_->flushed() && (cfg_.pipe.microbatches != 1 || cfg_.train.accumSteps != 1)) {
+  } else if (!sched_->flushed() && !isParle && (cfg_.pipe.microbatches != 1 || cfg_.train.accumSteps != 1)) {
     throw ConfigError("train.algo = " + cfg_.train.algo + " updates after every mini-batch: "
                       "pipe.microbatches and train.accum_steps must be 1");
   }
@@ -128,12 +132,15 @@ void Trainer::prepare() {
                       std::to_string(dataSplits_.train.classes) + " vs " +
                       std::to_string(dataSplits_.test.classes) + ")");
     const DropLast drop = cfg_.pipe.microbatches > 1 ? DropLast::kYes : DropLast::kNo;
-    loader_ = std::make_unique<BatchLoader>(dataSplits_.train, replicaBatch_, cfg_.train.seed,
-                                            Shard{coord_.replica, spec_.replicas}, cfg_.augment,
+    const bool isParle = cfg_.train.algo == "parle";
+    const auto [dataSeed, shard] = isParle ? parle::loaderPlan(cfg_, coord_.replica, spec_.replicas)
+                                         : std::pair(cfg_.train.seed, Shard{coord_.replica, spec_.replicas});
+    loader_ = std::make_unique<BatchLoader>(dataSplits_.train, replicaBatch_, dataSeed, shard, cfg_.augment,
                                             Shuffle::kYes, drop, Augment::kYes);
     if (loader_->batchesPerEpoch() == 0)
       throw DataError(dataSplits_.train.source + ": no training batch (data set smaller than one batch?)");
-    model_ = buildModel(*be_, cfg_.model, loader_->sampleShape(), dataSplits_.train.classes, cfg_.train.seed);
+    model_ = buildModel(*be_, cfg_.model, loader_->sampleShape(), dataSplits_.train.classes,
+                        isParle ? parle::modelSeed(cfg_, coord_.replica) : cfg_.train.seed);
     // Replicas draw different dropout masks; replica 0 keeps the single-process stream.
     if (coord_.replica > 0)
       model_->dropoutRng() = Rng::derive(cfg_.train.seed, 1000 + uint64_t(coord_.replica));
@@ -157,6 +164,14 @@ void Trainer::prepare() {
   loss_ = std::make_unique<SoftmaxCrossEntropy>(*be_);
   StageContext sc{.be = be_.get(), .model = model_.get(), .range = range_, .opt = opt_.get(),
                   .loss = loss_.get(), .coord = coord_, .pipe = pipe_.get(), .data = data_.get()};
+  if (cfg_.train.algo == "parle") {
+    parle_ = std::make_unique<ParleDriver>(
+        cfg_, ParleContext{.be = be_.get(), .model = model_.get(), .range = range_, .inner = opt_.get(),
+                           .data = data_.get(), .coord = coord_, .spec = spec_, .train = &dataSplits_.train,
+                           .microBatchRows = replicaBatch_ / cfg_.pipe.microbatches,
+                           .batchesPerEpoch = loader_->batchesPerEpoch()});
+    sc.rule = parle_.get();
+  }
   if (cfg_.train.algo == "petra") {
     eo.storage = cfg_.petra.storeContext ? Retain::kContext
                  : cfg_.petra.storeInput ? Retain::kInput
@@ -256,6 +271,7 @@ void Trainer::resumeFrom(const std::string& stepDir) {
   if (meta.algo != cfg_.train.algo)
     throw InputError(stepDir + ": checkpoint is of train.algo = " + meta.algo + ", config says " + cfg_.train.algo);
   model_->dropoutRng().setState(rs);
+  if (parle_) parle_->load(stepDir, coord_.rank);
   if (progress_.epoch >= cfg_.train.epochs)
     throw InputError(stepDir + ": the run already finished " + std::to_string(progress_.epoch) +
                      " epochs and train.epochs = " + std::to_string(cfg_.train.epochs) +
@@ -269,6 +285,7 @@ const Program& Trainer::program(int microbatches, Phase phase) {
   ScheduleSpec s = spec_;
   s.microbatches = microbatches;
   s.phase = phase;
+  if (parle_) s.steps = microbatches / cfg_.pipe.microbatches;  // one inner step per mini-batch
   Program p = phase == Phase::kEval ? buildEvalProgram(coord_.stage, s) : sched_->build(coord_.stage, s);
   return programs_.emplace(key, std::move(p)).first->second;
 }
@@ -316,6 +333,7 @@ RoundStats Trainer::runRound(int epoch, int64_t firstBatch, int batches) {
     // SpecTrain v2 (seed-spectrain.md 2.3): stage k steps (S - k) times as far, re-predicting.
     const float mult = cfg_.train.algo == "spectrain" && cfg_.spectrain.version == 2 ? float(spec_.stages - coord_.stage) : 1.f;
     ri.lr = [this, epoch, firstBatch, nb, mult](int k) { return mult * lr_->at(epoch, firstBatch + k, nb); };
+    ri.gradScale = 1.f / float(M);  // one step per mini-batch of M micro-batches (parle)
   }
   return exec_->run(program(batches * M, Phase::kTrain), ri);
 }
@@ -344,11 +362,19 @@ EvalResult Trainer::evaluate(const Dataset& d) {
   return e;
 }
 
+EvalResult Trainer::evaluateTest(int epoch) {
+  if (!parle_) return evaluate(dataSplits_.test);
+  EvalResult r;
+  parle_->withMaster(*exec_, epoch, [&] { r = evaluate(dataSplits_.test); });
+  return r;
+}
+
 void Trainer::checkpoint() {
   if (!ckpt_) return;
   progress_.metricsBytes = metrics_ ? metrics_->bytes() : 0;
   ShardMeta meta{.algo = cfg_.train.algo, .model = cfg_.model.name, .rank = coord_.rank,
                  .world = world_->size(), .configText = cfg_.iniText()};
+  if (parle_) parle_->save(ckpt_->stepDir(progress_.step), coord_.rank);  // before the shard: see ParleDriver.h
   ckpt_->writeShard(progress_.step, meta, *model_, range_, *opt_, progress_, model_->dropoutRng().state());
   commitCheckpoint(*world_, [&] { ckpt_->commit(progress_.step, world_->size(), cfg_.checkpoint.keep); });
 }
@@ -390,7 +416,9 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
   const int drain = delayedPipeline() ? cfg_.petra.drainEvery
                     : interlocking()  ? cfg_.interlocking.drainEvery
                                       : cfg_.pipedream.drainEvery;
-  const int perRound = sched_->flushed() ? cfg_.train.accumSteps : int(drain > 0 ? std::min<int64_t>(drain, nb) : nb);
+  const int perRound = sched_->flushed() ? cfg_.train.accumSteps
+                       : parle_          ? parle_->roundBatches()
+                                         : int(drain > 0 ? std::min<int64_t>(drain, nb) : nb);
   const size_t liveAtStart = HostAllocator::instance().liveBytes();
   HostAllocator::instance().resetPeak();
   const auto t0 = Clock::now();
@@ -401,6 +429,7 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
                      << " training samples, " << nb << " batches/epoch, " << be_->name() << " backend, algo "
                      << cfg_.train.algo << " on " << Topology(world_->size(), spec_.stages).str()
                      << (spec_.microbatches > 1 ? ", " + std::to_string(spec_.microbatches) + " micro-batches" : ""));
+  if (leader && parle_) SW_INFO(parle_->describe());
   EvalResult last;
   bool done = false;
   for (int epoch = progress_.epoch; epoch < cfg_.train.epochs && !done; ++epoch) {
@@ -450,7 +479,7 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
                                        << progress_.batch);
         progress_.wallSeconds = wall();
         checkpoint();
-        return evaluate(dataSplits_.test);
+        return evaluateTest(epoch);
       }
       if (tot.stop) {
         if (tty) std::fprintf(stderr, "\n");
@@ -486,6 +515,7 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
                      .acc = progress_.seen ? double(progress_.correct) / double(progress_.seen) : 0,
                      .samplesPerSec = samples / std::max(epochSec, 1e-9), .wallSec = wall(),
                      .extra = {{"lr", lr_->at(epoch, std::max<int64_t>(0, progress_.batch - 1), nb)}}};
+    if (parle_) parle_->addMetrics(tr.extra);
     {
       double idleMax = 0, idleMean = 0, rssMax = 0, tensorMax = 0;
       for (int r = 0; r < world_->size(); ++r) {
@@ -509,7 +539,7 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
     }
     if (leader) metrics_->write(tr);
     const auto tv = Clock::now();
-    last = evaluate(dataSplits_.test);
+    last = evaluateTest(epoch);
     MetricsRecord te2{.epoch = epoch, .step = progress_.step, .split = "test", .loss = last.loss, .acc = last.acc,
                       .samplesPerSec = double(last.samples) / std::max(secondsSince(tv), 1e-9), .wallSec = wall()};
     if (leader) {

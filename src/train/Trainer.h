@@ -1,5 +1,5 @@
 // Trainer: the training loop of every algorithm with a stage schedule (bp, dp, mp, gpipe, 1f1b,
-// pipedream) on one rank of a job: builds the topology, this rank's stage of the model and its
+// pipedream, parle) on one rank of a job: builds the topology, this rank's stage of the model and its
 // optimizer, then runs rounds (one optimizer step for flushed schedules, a drained window for
 // pipedream) through the Executor, with evaluation each epoch, metrics, checkpoints and resume.
 // All input is validated in prepare(), on every rank, before the run directory is touched.
@@ -24,6 +24,8 @@
 #include "train/InterlockingLoop.h"
 
 namespace sw {
+
+class ParleDriver;
 
 struct EvalResult {
   double loss = 0, acc = 0;
@@ -55,6 +57,10 @@ class Trainer {
   // Interlocking/local: the component block ranges (all of them, also on a stage rank).
   const std::vector<StageRange>& components() const { return components_; }
   bool stoppedBySignal() const { return stoppedBySignal_; }
+  // train.algo = parle: its driver (master evaluation, Parle state); nullptr otherwise.
+  ParleDriver* parle() { return parle_.get(); }
+  // The test evaluation reported per epoch: the live model, or Parle's master.
+  EvalResult evaluateTest(int epoch);
   // Totals since the start of run() on this rank (compute/wait/optimizer seconds).
   const RoundStats& rankStats() const { return rankStats_; }
 
@@ -94,6 +100,7 @@ class Trainer {
   std::unique_ptr<MetricsLog> metrics_;
   std::unique_ptr<CheckpointStore> ckpt_;
   std::unique_ptr<SoftmaxCrossEntropy> loss_;
+  std::unique_ptr<ParleDriver> parle_;
   std::unique_ptr<Executor> exec_;
   std::map<std::pair<int, int>, Program> programs_;
   TrainProgress progress_;

@@ -244,7 +244,7 @@ TEST(Validator, CatchesAReductionNotAllReplicasReach) {
 }
 
 TEST(Schedule, UnknownOrUnscheduledAlgorithmIsAConfigError) {
-  EXPECT_THROW(makeSchedule("parle"), ConfigError);
+  EXPECT_THROW(makeSchedule("dtp"), ConfigError);  // its own engine (src/dtp), no stage schedule
   EXPECT_THROW(makeSchedule("nope"), ConfigError);
 }
 

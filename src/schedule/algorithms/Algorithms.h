@@ -16,4 +16,9 @@ std::unique_ptr<Schedule> makeSpecTrain();                            // spectra
 std::unique_ptr<Schedule> makeDelayed();                              // petra (asynchronous)
 std::unique_ptr<Schedule> makeInterlocking();                         // interlocking, local
 
+// parle: `pipeline` (1f1b | gpipe | mp) per replica, ElasticSync after the round's inner steps
+// (kAfterSteps, L >= 1) or before every step (kEveryStep, Elastic-SGD with L = 0).
+enum class ParleCoupling { kAfterSteps, kEveryStep };
+std::unique_ptr<Schedule> makeParle(const std::string& pipeline, ParleCoupling coupling);
+
 }  // namespace sw
