@@ -294,11 +294,11 @@ TEST(DtpDrl, ConvFeedbackAngleDecreases) {
   FeedbackNet g(cpu(), *m, "simple_vgg", 1);
   const auto info = describeForward(*m, "simple_vgg");
   ForwardPass fp;
-  forwardPass(*m, info, randn(Shape{16, 1, 32, 32}, 51), labelsOf(16, 10), fp);
+  forwardPass(*m, info, randn(Shape{8, 1, 32, 32}, 51), labelsOf(8, 10), fp);
   for (int i : {1, 3}) {
     Hyper hp;
     hp.iterations.assign(6, 0);
-    hp.iterations[size_t(i)] = 150;
+    hp.iterations[size_t(i)] = 60;
     hp.sigma.assign(6, 0.1f);
     hp.lr.assign(6, 0.f);
     hp.lr[size_t(i)] = 0.05f;
@@ -306,7 +306,7 @@ TEST(DtpDrl, ConvFeedbackAngleDecreases) {
     const double before = feedbackAngle(g.block(i), *m, i);
     trainFeedback(g.block(i), m->block(size_t(i)), info[size_t(i)], fp, i, hp, opt, 0);
     const double after = feedbackAngle(g.block(i), *m, i);
-    EXPECT_LT(after, before - 10.0) << "G_" << i << ": " << before << " -> " << after << " degrees";
+    EXPECT_LT(after, before - 20.0) << "G_" << i << ": " << before << " -> " << after << " degrees";
   }
 }
 
