@@ -82,8 +82,7 @@ struct ExecutorOptions {
   Retain storage = Retain::kContext;
   bool reconFromNext = false;  // kReconstruct: the next stage sends back this stage's output
   // Interlocking backprop (seed-interlocking.md): the rule, with this stage as component
-  // coord.stage; mean-mode backward weights come from it.
-  bool interlocking = false;
+  // coord.stage; the weights of mean-mode backward passes come from it.
   InterlockRule interlock;
   // A send first waits for the previous send on its (peer, tag) channel (ScheduleSpec::boundedSends).
   bool boundedSends = false;

@@ -2,6 +2,7 @@
 #include "schedule/Interlock.h"
 
 #include <algorithm>
+#include <set>
 
 #include "core/Error.h"
 
@@ -25,17 +26,21 @@ const char* pairwiseModeName(PairwiseMode m) {
 
 int InterlockRule::target(int c) const { return c >= head() ? head() : std::min(c + distance, head()); }
 
-std::vector<int> InterlockRule::received(int c) const {
-  std::vector<int> v;
-  for (int j = c + 1; j <= std::min(c + distance, head()); ++j) v.push_back(j);
-  return v;
+std::vector<int> InterlockRule::received(int c) const { return c + 1 < components ? sent(c + 1) : std::vector<int>{}; }
+
+
+std::vector<int> InterlockRule::trainedOn(int c) const {
+  if (mode != PairwiseMode::kNextOnly && hasAux(c)) return {c, c + 1};
+  return {target(c)};
 }
 
 std::vector<int> InterlockRule::sent(int c) const {
-  std::vector<int> v;
-  if (c == 0) return v;
-  for (int j = c; j <= std::min(c + distance - 1, head()); ++j) v.push_back(j);
-  return v;
+  // The gradient of L_j crosses from c to c-1 when a component below c trains on L_j, j >= c.
+  std::set<int> s;
+  for (int k = 0; k < c; ++k)
+    for (int j : trainedOn(k))
+      if (j >= c) s.insert(j);
+  return {s.begin(), s.end()};
 }
 
 std::vector<VjpItem> InterlockRule::plan(int c) const {

@@ -7,8 +7,12 @@
 //     head on L_{K-1}); gradients cross exactly d component boundaries;
 //   sum / mean (pairwise only, the reference's earlier variants): main net c < K-1 trains on
 //     L_c + L_{c+1} / (L_c + L_{c+1}) / 2.
-// Aux head c always trains on L_c alone. Component c sends c-1 the gradients w.r.t. its input of
-// L_c .. L_{min(c+d-1, K-1)} (at most d tensors; nothing for local or from c = 0).
+// Aux head c always trains on L_c alone. Component c sends c-1 the gradient w.r.t. its input of
+// every loss L_j, j >= c, that some component below c trains on: a subset of the reference's
+// L_c .. L_{min(c+d-1, K-1)} (at most d tensors; nothing for local or from c = 0). The reference
+// sends that whole list; the entries nobody below uses (into component 0 all but its target; for
+// n >= K all but the true loss's, so global sends what backprop sends) and their input-only
+// backward passes are dropped here - the same numbers, less work.
 #pragma once
 #include <string>
 #include <vector>
@@ -39,6 +43,8 @@ struct InterlockRule {
   bool hasAux(int c) const { return c < head(); }
   // t(c): the loss that trains main net c under next-only.
   int target(int c) const;
+  // Losses whose gradient trains main net c: {t(c)}, or {c, c+1} for sum/mean below the head.
+  std::vector<int> trainedOn(int c) const;
   // Losses whose gradient w.r.t. c's output c receives from c+1, in increasing order.
   std::vector<int> received(int c) const;
   // Losses whose gradient w.r.t. c's input c sends to c-1, in increasing order.

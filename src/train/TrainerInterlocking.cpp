@@ -146,7 +146,6 @@ void Trainer::attachAuxHeads(ExecutorOptions& eo) {
     for (const StageRange& r : components_) comps.push_back({r.begin, r.end});
     loop_ = std::make_unique<InterlockingLoop>(*model_, comps, rule);
   } else {
-    eo.interlocking = true;
     eo.interlock = rule;
     eo.boundedSends = true;
   }

@@ -14,6 +14,7 @@
 //     configuration errors naming the key.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -537,32 +538,56 @@ TEST(AuxHead, MalformedArchitecturesNameTheKey) {
 // The rule, the stage schedule and the Validator.
 
 TEST(InterlockRule, MessagesPerBoundary) {
+  auto in = [](const std::vector<int>& v, int j) { return std::find(v.begin(), v.end(), j) != v.end(); };
   for (int K = 1; K <= 6; ++K)
-    for (int d = 0; d <= K + 1; ++d) {
-      const InterlockRule r{.components = K, .distance = d};
-      for (int c = 0; c < K; ++c) {
-        // Check 11: c sends min(d, K - c) tensors (the head one when d >= 1), c = 0 none.
-        const size_t want = c == 0 ? 0 : size_t(std::min(d, K - c));
-        EXPECT_EQ(r.sent(c).size(), want) << "K " << K << " d " << d << " c " << c;
-        if (c + 1 < K) EXPECT_EQ(r.received(c), r.sent(c + 1)) << "K " << K << " d " << d << " c " << c;
-        else EXPECT_TRUE(r.received(c).empty());
-        EXPECT_EQ(r.target(c), c == K - 1 ? K - 1 : std::min(c + d, K - 1));
-        // Exactly one full backward, on the target, last; the own gradient goes first.
-        const auto plan = r.plan(c);
-        ASSERT_FALSE(plan.empty());
-        int full = 0;
-        for (const VjpItem& it : plan) full += it.params;
-        EXPECT_EQ(full, 1);
-        EXPECT_TRUE(plan.back().params);
-        EXPECT_EQ(plan.back().loss, r.target(c));
-        if (c > 0 && d > 0) {
-          EXPECT_EQ(plan.front().loss, c) << "the own gradient first";
-        }
-        if (c == 0) {
-          EXPECT_EQ(plan.size(), 1u) << "component 0 sends nothing";
+    for (int d = 0; d <= K + 1; ++d)
+      for (PairwiseMode mode : {PairwiseMode::kNextOnly, PairwiseMode::kSum, PairwiseMode::kMean}) {
+        if (mode != PairwiseMode::kNextOnly && d != 1) continue;
+        const InterlockRule r{.components = K, .distance = d, .mode = mode};
+        for (int c = 0; c < K; ++c) {
+          const std::string at = "K " + std::to_string(K) + " d " + std::to_string(d) + " c " + std::to_string(c);
+          EXPECT_EQ(r.target(c), c == K - 1 ? K - 1 : std::min(c + d, K - 1)) << at;
+          // Check 11: within the reference's list L_c .. L_{min(c+d-1, K-1)}, c = 0 and local none.
+          const std::vector<int> out = r.sent(c);
+          if (c == 0 || d == 0) {
+            EXPECT_TRUE(out.empty()) << at;
+          }
+          EXPECT_LE(out.size(), size_t(std::min(d, K - c))) << at;
+          for (int j : out) EXPECT_TRUE(j >= c && j <= std::min(c + d - 1, K - 1)) << at << " loss " << j;
+          // Complete: a loss that trains component k crosses every boundary between k and it.
+          for (int k = 0; k < c; ++k)
+            for (int j : r.trainedOn(k))
+              if (j >= c) {
+                EXPECT_TRUE(in(out, j)) << at << ": L_" << j << " trains component " << k;
+              }
+          // Minimal: everything received is relayed down or trains the component.
+          for (int j : r.received(c)) {
+            bool used = false;
+            for (const VjpItem& it : r.plan(c)) used |= it.loss == j;
+            EXPECT_TRUE(used) << at << " loss " << j;
+          }
+          // Exactly one full backward per trained-on loss, the last on the furthest; the own
+          // gradient first where it is sent.
+          const auto plan = r.plan(c);
+          ASSERT_FALSE(plan.empty()) << at;
+          size_t full = 0;
+          for (const VjpItem& it : plan) full += it.params;
+          EXPECT_EQ(full, r.trainedOn(c).size()) << at;
+          EXPECT_TRUE(plan.back().params) << at;
+          EXPECT_EQ(plan.back().loss, r.trainedOn(c).back()) << at;
+          if (in(out, c)) {
+            EXPECT_EQ(plan.front().loss, c) << at;
+          }
         }
       }
-    }
+  // The seed's table, K = 5, 3-wise: 0 <- {2} <- {2, 3} <- {3, 4} <- {4} (the reference also sends
+  // L_1 into component 0, which trains on L_2 alone); global sends one tensor per boundary.
+  const InterlockRule w3{.components = 5, .distance = 2};
+  EXPECT_EQ(w3.sent(1), (std::vector<int>{2}));
+  EXPECT_EQ(w3.sent(2), (std::vector<int>{2, 3}));
+  EXPECT_EQ(w3.sent(3), (std::vector<int>{3, 4}));
+  EXPECT_EQ(w3.sent(4), (std::vector<int>{4}));
+  for (int c = 1; c < 5; ++c) EXPECT_EQ((InterlockRule{.components = 5, .distance = 4}.sent(c)), (std::vector<int>{4}));
   EXPECT_THROW((InterlockRule{.components = 4, .distance = 2, .mode = PairwiseMode::kSum}.validate("k")), ConfigError);
 }
 
