@@ -14,6 +14,7 @@
 #include <filesystem>
 
 #include "comm/Mpi.h"
+#include "MpiTestUtil.h"
 #include "config/TrainConfig.h"
 #include "coord/Coordinator.h"
 #include "dtp/DtpTrainer.h"
@@ -23,19 +24,8 @@ namespace fs = std::filesystem;
 namespace sw {
 namespace {
 
-MpiRuntime& runtime() {
-  static MpiRuntime rt(nullptr, nullptr);
-  return rt;
-}
-
-std::string sharedDir(const std::string& name) {
-  Communicator& w = runtime().world();
-  std::string d = w.rank() == 0 ? ::testing::TempDir() + "/swdtp_" + name + "_" + std::to_string(::getpid()) : "";
-  w.broadcastString(d, 0);
-  if (w.rank() == 0) fs::remove_all(d);
-  w.barrier();
-  return d;
-}
+using mpitest::runtime;
+using mpitest::sharedDir;
 
 TrainConfig cfgWith(std::vector<std::string> extra) {
   std::vector<std::string> o = {"data.name=synthetic", "data.synthetic_train=96", "data.synthetic_test=64",

@@ -17,6 +17,7 @@
 #include <filesystem>
 
 #include "comm/Mpi.h"
+#include "MpiTestUtil.h"
 #include "config/TrainConfig.h"
 #include "train/Trainer.h"
 
@@ -25,19 +26,8 @@ namespace fs = std::filesystem;
 namespace sw {
 namespace {
 
-MpiRuntime& runtime() {
-  static MpiRuntime rt(nullptr, nullptr);
-  return rt;
-}
-
-std::string sharedDir(const std::string& name) {
-  Communicator& w = runtime().world();
-  std::string d = w.rank() == 0 ? ::testing::TempDir() + "/swil_" + name + "_" + std::to_string(::getpid()) : "";
-  w.broadcastString(d, 0);
-  if (w.rank() == 0) fs::remove_all(d);
-  w.barrier();
-  return d;
-}
+using mpitest::runtime;
+using mpitest::sharedDir;
 
 // The resnet18 has 10 blocks: stem, 8 residual blocks, head.
 std::string split(int K) { return K == 2 ? "4,rest" : K == 3 ? "3,3,rest" : K == 4 ? "2,3,2,rest" : "rest"; }

@@ -16,6 +16,7 @@
 #include <filesystem>
 
 #include "comm/Mpi.h"
+#include "MpiTestUtil.h"
 #include "config/TrainConfig.h"
 #include "core/Error.h"
 #include "data/Dataset.h"
@@ -29,23 +30,12 @@ namespace fs = std::filesystem;
 namespace sw {
 namespace {
 
-MpiRuntime& runtime() {
-  static MpiRuntime rt(nullptr, nullptr);
-  return rt;
-}
+using mpitest::runtime;
+using mpitest::sharedDir;
 
 Backend& be() {
   static std::unique_ptr<Backend> b = makeCpuBackend(1);
   return *b;
-}
-
-std::string sharedDir(const std::string& name) {
-  Communicator& w = runtime().world();
-  std::string d = w.rank() == 0 ? ::testing::TempDir() + "/swparle_" + name + "_" + std::to_string(::getpid()) : "";
-  w.broadcastString(d, 0);
-  if (w.rank() == 0) fs::remove_all(d);
-  w.barrier();
-  return d;
 }
 
 TrainConfig cfgWith(std::vector<std::string> extra) {
