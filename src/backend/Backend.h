@@ -85,6 +85,13 @@ class Backend {
                                 Accumulate acc) = 0;
   virtual void convBackwardFilter(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* db,
                                   const ConvGeom& g, Accumulate acc) = 0;
+  // Both gradients of one convolution from one dy (either output may be null): lets a backend
+  // share work between them (the CPU backend reorders dy once). Default: the two calls above.
+  virtual void convBackward(const Tensor& x, const Tensor& dy, const Tensor& w, Tensor* dw,
+                            Accumulate accW, Tensor* dx, const ConvGeom& g) {
+    if (dw) convBackwardFilter(x, dy, *dw, nullptr, g, accW);
+    if (dx) convBackwardData(dy, w, *dx, g, Accumulate::kNo);
+  }
 
   // Elementwise activations; backward may read x (input) or y (output) as the function needs.
   virtual void actForward(Act a, float alpha, const Tensor& x, Tensor& y) = 0;
@@ -153,7 +160,11 @@ class Backend {
   virtual void setThreads(int n) { (void)n; }
 };
 
+// CPU convolution algorithm: oneDNN's direct kernels where the build has oneDNN and it has an
+// optimized kernel for the shape, else batched im2col + GEMM (kAuto); or im2col everywhere.
+enum class CpuConv { kAuto, kIm2col };
+
 // The CPU backend, created once per process.
-std::unique_ptr<Backend> makeCpuBackend(int threads);
+std::unique_ptr<Backend> makeCpuBackend(int threads, CpuConv conv = CpuConv::kAuto);
 
 }  // namespace sw

@@ -38,7 +38,8 @@ struct RuntimeSection {
   std::string device = "cpu";  // cpu | cuda | auto
   double commTimeout = 300;    // communication watchdog (seconds)
   FaultSpec fault;
-  int jitterUs = 0;            // testing: random sleep of 0..N microseconds before each instruction
+  int jitterUs = 0;
+  std::string cpuConv = "auto";  // auto (oneDNN direct kernels where available) | im2col            // testing: random sleep of 0..N microseconds before each instruction
   int localRanks = 1;          // not a key: ranks sharing this host (threads = 0 splits the cores)
 };
 

@@ -53,14 +53,14 @@ Tensor Conv2d::forward(const Tensor& x, Ctx& ctx, Mode) {
 Tensor Conv2d::backward(const Tensor& dy, Ctx& ctx, InputGrad ig) {
   const Tensor& x = ctx.saved.at(0);
   ConvGeom g = geom(x.shape());
-  if (!w_.skipGrad) be_.convBackwardFilter(x, dy, w_.grad, nullptr, g, w_.takeAcc());
   // The bias gradient has its own freshness flag, so it is reduced separately.
   if (b_.value.defined() && !b_.skipGrad) be_.biasGrad(dy, b_.grad, b_.takeAcc());
   Tensor dx;
-  if (ig == InputGrad::kNeeded) {
-    dx = be_.empty(x.shape());
-    be_.convBackwardData(dy, w_.value, dx, g, Accumulate::kNo);
-  }
+  if (ig == InputGrad::kNeeded) dx = be_.empty(x.shape());
+  const bool wantW = !w_.skipGrad;
+  const Accumulate accW = wantW ? w_.takeAcc() : Accumulate::kNo;
+  be_.convBackward(x, dy, w_.value, wantW ? &w_.grad : nullptr, accW, dx.defined() ? &dx : nullptr,
+                   g);
   ctx.clear();
   return dx;
 }

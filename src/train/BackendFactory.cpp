@@ -18,7 +18,7 @@ std::unique_ptr<Backend> makeBackend(const RuntimeSection& rt) {
     if (const char* e = std::getenv("OMP_NUM_THREADS")) threads = std::atoi(e);
     if (threads <= 0) threads = std::max(1, omp_get_num_procs() / std::max(1, rt.localRanks));
   }
-  return makeCpuBackend(threads);
+  return makeCpuBackend(threads, rt.cpuConv == "im2col" ? CpuConv::kIm2col : CpuConv::kAuto);
 }
 
 }  // namespace sw

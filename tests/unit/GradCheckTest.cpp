@@ -29,6 +29,13 @@ Backend& cpu() {
   return *be;
 }
 
+// The same backend with the reference im2col + GEMM convolution (cpu() uses oneDNN's kernels
+// where the build has them).
+Backend& cpuIm2col() {
+  static std::unique_ptr<Backend> be = makeCpuBackend(2, CpuConv::kIm2col);
+  return *be;
+}
+
 Tensor randn(const Shape& s, Rng& rng, float scale = 1.f) {
   Tensor t = Tensor::empty(s);
   for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = scale * rng.normal();
@@ -188,11 +195,15 @@ TEST(GradCheck, Conv2d) {
   };
   for (const C& c : {C{3, 1, 1, true, Shape{2, 3, 6, 5}}, C{3, 2, 1, false, Shape{2, 3, 7, 7}},
                      C{5, 1, 0, true, Shape{2, 2, 8, 8}}, C{1, 2, 0, true, Shape{2, 3, 5, 5}},
-                     C{3, 1, 1, true, Shape{1, 2, 5, 5}}, C{1, 1, 0, false, Shape{1, 3, 4, 4}}}) {
-    Conv2d l(cpu(), ConvOpts{.in = c.x[1], .out = 4, .kernel = c.k, .stride = c.s, .pad = c.p, .bias = c.bias}, rng);
-    gradCheck("conv k" + std::to_string(c.k) + "s" + std::to_string(c.s) + "p" +
-                  std::to_string(c.p) + " n" + std::to_string(c.x[0]),
-              l, randn(c.x, rng), rng);
+                     C{3, 1, 1, true, Shape{1, 2, 5, 5}}, C{1, 1, 0, false, Shape{1, 3, 4, 4}},
+                     C{3, 1, 1, false, Shape{2, 16, 5, 5}}, C{3, 2, 1, false, Shape{2, 16, 6, 6}}}) {
+    for (Backend* be : {&cpu(), &cpuIm2col()}) {
+      Conv2d l(*be, ConvOpts{.in = c.x[1], .out = c.x[1] == 16 ? 16 : 4, .kernel = c.k, .stride = c.s, .pad = c.p, .bias = c.bias}, rng);
+      gradCheck("conv k" + std::to_string(c.k) + "s" + std::to_string(c.s) + "p" +
+                    std::to_string(c.p) + " n" + std::to_string(c.x[0]) + " c" + std::to_string(c.x[1]) +
+                    (be == &cpu() ? "" : " im2col"),
+                l, randn(c.x, rng), rng);
+    }
   }
 }
 

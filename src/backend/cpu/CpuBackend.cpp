@@ -14,6 +14,9 @@
 #include <cstring>
 
 #include "backend/cpu/FastMath.h"
+#ifdef SW_HAVE_DNNL
+#include "backend/cpu/DnnlConv.h"
+#endif
 #include "core/Error.h"
 
 namespace sw {
@@ -122,6 +125,18 @@ extern "C" void openblas_set_num_threads(int);
 
 CpuBackend::CpuBackend(int threads) { setThreads(threads); }
 
+#ifdef SW_HAVE_DNNL
+DnnlConv* CpuBackend::dnnl(const ConvGeom& g) {
+  if (convImpl_ == CpuConv::kIm2col) return nullptr;
+  if (!dnnl_) dnnl_ = std::make_unique<DnnlConv>([this](size_t i, size_t n) { return scratch(i, n); });
+  return dnnl_->supports(g) ? dnnl_.get() : nullptr;
+}
+#else
+class DnnlConv {};
+DnnlConv* CpuBackend::dnnl(const ConvGeom&) { return nullptr; }
+#endif
+CpuBackend::~CpuBackend() = default;
+
 void CpuBackend::setThreads(int n) {
   threads_ = n > 0 ? n : omp_get_num_procs();
   omp_set_num_threads(threads_);
@@ -204,6 +219,12 @@ int64_t CpuBackend::groupSize(const ConvGeom& g) const {
 
 void CpuBackend::convForward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y,
                              const ConvGeom& g) {
+#ifdef SW_HAVE_DNNL
+  if (DnnlConv* d = dnnl(g)) {
+    d->forward(x.data(), w.data(), bias.defined() ? bias.data() : nullptr, y.data(), g);
+    return;
+  }
+#endif
   const int64_t ohw = g.oh * g.ow, crs = g.c * g.r * g.s, b = groupSize(g);
   const bool direct = g.r == 1 && g.s == 1 && g.stride == 1 && g.pad == 0;
   float* col = (direct && b == 1) ? nullptr : scratch(0, crs * b * ohw);
@@ -254,6 +275,12 @@ void gatherDy(const float* dy, int64_t bn, int64_t k, int64_t ohw, float* out) {
 
 void CpuBackend::convBackwardData(const Tensor& dy, const Tensor& w, Tensor& dx, const ConvGeom& g,
                                   Accumulate acc) {
+#ifdef SW_HAVE_DNNL
+  if (DnnlConv* d = dnnl(g)) {
+    d->backward(nullptr, dy.data(), w.data(), nullptr, Accumulate::kNo, dx.data(), acc, g);
+    return;
+  }
+#endif
   const int64_t ohw = g.oh * g.ow, crs = g.c * g.r * g.s, b = groupSize(g);
   float* col = scratch(0, crs * b * ohw);
   float* dyg = b == 1 ? nullptr : scratch(1, g.k * b * ohw);
@@ -272,6 +299,13 @@ void CpuBackend::convBackwardData(const Tensor& dy, const Tensor& w, Tensor& dx,
 
 void CpuBackend::convBackwardFilter(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* db,
                                     const ConvGeom& g, Accumulate acc) {
+#ifdef SW_HAVE_DNNL
+  if (DnnlConv* d = dnnl(g)) {
+    d->backward(x.data(), dy.data(), nullptr, dw.data(), acc, nullptr, Accumulate::kNo, g);
+    if (db) biasGrad(dy, *db, acc);
+    return;
+  }
+#endif
   const int64_t ohw = g.oh * g.ow, crs = g.c * g.r * g.s, b = groupSize(g);
   const bool direct = g.r == 1 && g.s == 1 && g.stride == 1 && g.pad == 0;
   float* col = scratch(0, crs * b * ohw);
@@ -295,6 +329,18 @@ void CpuBackend::convBackwardFilter(const Tensor& x, const Tensor& dy, Tensor& d
     beta = 1.f;
   }
   if (db) biasGrad(dy, *db, acc);
+}
+
+void CpuBackend::convBackward(const Tensor& x, const Tensor& dy, const Tensor& w, Tensor* dw,
+                              Accumulate accW, Tensor* dx, const ConvGeom& g) {
+#ifdef SW_HAVE_DNNL
+  if (DnnlConv* d = dnnl(g)) {
+    d->backward(x.data(), dy.data(), w.data(), dw ? dw->data() : nullptr, accW,
+                dx ? dx->data() : nullptr, Accumulate::kNo, g);
+    return;
+  }
+#endif
+  Backend::convBackward(x, dy, w, dw, accW, dx, g);
 }
 
 void CpuBackend::actForward(Act a, float alpha, const Tensor& x, Tensor& y) {
@@ -834,8 +880,10 @@ void CpuBackend::adamUpdate(Tensor& param, const Tensor& grad, Tensor& m, Tensor
   }
 }
 
-std::unique_ptr<Backend> makeCpuBackend(int threads) {
-  return std::make_unique<CpuBackend>(threads);
+std::unique_ptr<Backend> makeCpuBackend(int threads, CpuConv conv) {
+  auto be = std::make_unique<CpuBackend>(threads);
+  be->setConvImpl(conv);
+  return be;
 }
 
 }  // namespace sw

@@ -2,15 +2,19 @@
 // our loops share one thread pool instead of two pools spinning against each other); convolution
 // as batched im2col + one large GEMM per group of samples; everything else as OpenMP loops.
 #pragma once
+#include <memory>
 #include <vector>
 
 #include "backend/Backend.h"
 
 namespace sw {
 
+class DnnlConv;
+
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int threads);
+  ~CpuBackend() override;
   std::string name() const override { return "cpu"; }
   Device device() const override { return Device::cpu(); }
   void setThreads(int n) override;
@@ -31,6 +35,11 @@ class CpuBackend final : public Backend {
                         Accumulate acc) override;
   void convBackwardFilter(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* db,
                           const ConvGeom& g, Accumulate acc) override;
+  void convBackward(const Tensor& x, const Tensor& dy, const Tensor& w, Tensor* dw,
+                    Accumulate accW, Tensor* dx, const ConvGeom& g) override;
+  void setConvImpl(CpuConv c) { convImpl_ = c; }
+  // Whether convolutions of geometry g run on oneDNN's kernels (else im2col + GEMM).
+  bool convUsesOneDnn(const ConvGeom& g) { return dnnl(g) != nullptr; }
 
   void actForward(Act a, float alpha, const Tensor& x, Tensor& y) override;
   void actBackward(Act a, float alpha, const Tensor& x, const Tensor& y, const Tensor& dy,
@@ -80,7 +89,10 @@ class CpuBackend final : public Backend {
   // Samples per im2col group: enough columns for an efficient GEMM, bounded scratch memory.
   int64_t groupSize(const ConvGeom& g) const;
   float* scratch(size_t idx, size_t floats);
+  DnnlConv* dnnl(const ConvGeom& g);  // null: use im2col for g
   int threads_ = 1;
+  CpuConv convImpl_ = CpuConv::kAuto;
+  std::unique_ptr<DnnlConv> dnnl_;
   std::vector<Tensor> scratch_;
 };
 
