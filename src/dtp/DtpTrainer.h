@@ -42,7 +42,6 @@ class DtpTrainer {
 
  private:
   void checkpoint();
-  void injectFault();
   dtp::DtpShardMeta meta() const;
 
   TrainConfig cfg_;

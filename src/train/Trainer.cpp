@@ -35,13 +35,6 @@ using Clock = std::chrono::steady_clock;
 double secondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
-std::string fmtTime(double s) {
-  std::ostringstream os;
-  if (s >= 3600) os << int(s / 3600) << "h" << std::setw(2) << std::setfill('0') << int(s / 60) % 60 << "m";
-  else if (s >= 60) os << int(s / 60) << "m" << std::setw(2) << std::setfill('0') << int(s) % 60 << "s";
-  else os << std::fixed << std::setprecision(1) << s << "s";
-  return os.str();
-}
 // Rows [p*n/M, (p+1)*n/M) of an n-row batch form micro-batch p of M.
 int64_t partBegin(int64_t n, int p, int m) { return int64_t(p) * n / m; }
 }  // namespace
@@ -379,39 +372,11 @@ void Trainer::checkpoint() {
   commitCheckpoint(*world_, [&] { ckpt_->commit(progress_.step, world_->size(), cfg_.checkpoint.keep); });
 }
 
-void Trainer::injectFault() {
-  const FaultSpec& f = cfg_.runtime.fault;
-  if (f.kind.empty() || f.rank != coord_.rank || progress_.step < f.step) return;
-  if (f.kind == "throw")
-    throw Error("injected fault (runtime.fault = throw@" + std::to_string(f.rank) + ":" +
-                std::to_string(f.step) + ") at step " + std::to_string(progress_.step));
-  if (f.kind == "kill") std::raise(SIGKILL);
-  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));  // hang: the watchdog must fire
-}
-
-void Trainer::logProgress(int epoch, int64_t nb, int64_t startBatch, double el, bool tty) {
-  const double rate = double(progress_.batch - startBatch) * double(cfg_.train.batchSize) / std::max(el, 1e-9);
-  const double eta = double(nb - progress_.batch) * double(cfg_.train.batchSize) / std::max(rate, 1e-9);
-  std::ostringstream os;
-  os << "epoch " << epoch + 1 << "/" << cfg_.train.epochs << " [" << progress_.batch << "/" << nb << "] loss "
-     << std::fixed << std::setprecision(4) << progress_.lossSum / std::max<int64_t>(1, progress_.seen) << " acc "
-     << std::setprecision(1) << 100.0 * progress_.correct / std::max<int64_t>(1, progress_.seen) << "% "
-     << std::setprecision(0) << rate << " samples/s ETA " << fmtTime(eta);
-  if (tty) std::fprintf(stderr, "\r%s   ", os.str().c_str());
-  else SW_INFO(os.str());
-}
-
 EvalResult Trainer::run(const std::atomic<bool>* stop) {
   if (!exec_) prepare();
   const bool leader = world_->rank() == 0;
-  if (leader) {
-    fs::create_directories(outDir_);
-    std::ofstream c(outDir_ + "/config.ini");  // the resolved config; resume reads it back
-    c << "# resolved stagewise config\n" << cfg_.iniText();
-    metrics_ = std::make_unique<MetricsLog>(outDir_ + "/metrics.jsonl", resumeDir_.empty() ? -1 : progress_.metricsBytes);
-  }
+  if (leader) metrics_ = openRunDirectory(cfg_, outDir_, !resumeDir_.empty(), progress_.metricsBytes);
   ckpt_ = std::make_unique<CheckpointStore>(outDir_);
-  const bool tty = leader && isatty(STDERR_FILENO);
   const int64_t nb = loader_->batchesPerEpoch();
   const int drain = delayedPipeline() ? cfg_.petra.drainEvery
                     : interlocking()  ? cfg_.interlocking.drainEvery
@@ -421,145 +386,46 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
                                          : int(drain > 0 ? std::min<int64_t>(drain, nb) : nb);
   const size_t liveAtStart = HostAllocator::instance().liveBytes();
   HostAllocator::instance().resetPeak();
-  const auto t0 = Clock::now();
-  const double wall0 = progress_.wallSeconds;
-  auto wall = [&] { return wall0 + secondsSince(t0); };
   if (leader)
     SW_INFO("model " << cfg_.model.name << ": " << model_->numParams() << " parameters, " << dataSplits_.train.size()
                      << " training samples, " << nb << " batches/epoch, " << be_->name() << " backend, algo "
                      << cfg_.train.algo << " on " << Topology(world_->size(), spec_.stages).str()
                      << (spec_.microbatches > 1 ? ", " + std::to_string(spec_.microbatches) + " micro-batches" : ""));
   if (leader && parle_) SW_INFO(parle_->describe());
-  EvalResult last;
-  bool done = false;
-  for (int epoch = progress_.epoch; epoch < cfg_.train.epochs && !done; ++epoch) {
-    if (progress_.epoch != epoch || progress_.batch == 0) {
-      progress_.epoch = epoch;
-      progress_.batch = 0;
-      progress_.lossSum = 0;
-      progress_.correct = progress_.seen = 0;
-    }
+  EpochLoop loop(cfg_, *world_, progress_, metrics_.get(), *lr_, nb);
+  RoundStats epochStats;
+  EpochHooks h;
+  h.epochBegin = [&](int epoch) {
     loader_->seek(epoch, progress_.batch);
-    const auto te = Clock::now();
-    const int64_t startBatch = progress_.batch;
-    auto lastLog = Clock::now();
-    RoundStats epochStats;
-    while (progress_.batch < nb) {
-      injectFault();
-      const int batches = int(std::min<int64_t>(perRound, nb - progress_.batch));
-      const int64_t stepBefore = progress_.step;
-      RoundStats st = runRound(epoch, progress_.batch, batches);
-      epochStats.add(st);
-      rankStats_.add(st);
-      const RoundTotals tot = roundEnd(*world_, st.lossSum, st.correct, st.seen, stop && stop->load());
-      progress_.batch += batches;
-      progress_.step += st.updates;
-      progress_.lossSum += tot.lossSum;
-      progress_.correct += int64_t(tot.correct);
-      progress_.seen += int64_t(tot.seen);
-      if (leader && (tty ? secondsSince(lastLog) > 0.5 : secondsSince(lastLog) > cfg_.train.logEverySeconds)) {
-        lastLog = Clock::now();
-        logProgress(epoch, nb, startBatch, secondsSince(te), tty);
-      }
-      const int64_t every = cfg_.checkpoint.everySteps;
-      if (every > 0 && progress_.step / every != stepBefore / every) {
-        progress_.wallSeconds = wall();
-        checkpoint();
-      }
-      const bool stepLimit = cfg_.train.maxSteps > 0 && progress_.step >= cfg_.train.maxSteps;
-      if (stepLimit && progress_.batch == nb) {
-        done = true;  // the limit falls on the epoch's end: finish the epoch normally
-        break;
-      }
-      if (stepLimit) {
-        // Mid-epoch stop: checkpoint the exact position so a resumed run continues seamlessly.
-        if (tty) std::fprintf(stderr, "\n");
-        if (leader)
-          SW_INFO("train.max_steps = " << cfg_.train.maxSteps << " reached at epoch " << epoch + 1 << " batch "
-                                       << progress_.batch);
-        progress_.wallSeconds = wall();
-        checkpoint();
-        return evaluateTest(epoch);
-      }
-      if (tot.stop) {
-        if (tty) std::fprintf(stderr, "\n");
-        if (leader) SW_INFO("stop requested: checkpointing at step " << progress_.step << " and exiting");
-        progress_.wallSeconds = wall();
-        checkpoint();
-        stoppedBySignal_ = true;
-        return last;
-      }
-    }
-    if (tty) std::fprintf(stderr, "\n");
-    const double epochSec = secondsSince(te);
-    // Per-rank time split and memory, gathered for the record: idle fraction (blocked on a peer
-    // or a reduction), blocked milliseconds per optimizer step, peak resident memory.
-    constexpr size_t kPer = 5;
-    std::vector<double> ranks(size_t(world_->size()) * kPer, 0.0);
-    {
-      const size_t me = size_t(world_->rank()) * kPer;
-      struct rusage ru {};
-      getrusage(RUSAGE_SELF, &ru);
-      ranks[me] = epochStats.wait / std::max(epochStats.total, 1e-9);
-      ranks[me + 1] = 1e3 * epochStats.wait / std::max(1, epochStats.updates);
-      ranks[me + 2] = double(ru.ru_maxrss) / 1024.0;
-      // Tensor memory of training above what was live when it started (data set, weights):
-      // activations, stashes, gradients, optimizer state, message buffers.
-      ranks[me + 4] = double(epochStats.peakHeldBytes) / double(1 << 20);
-      ranks[me + 3] = double(HostAllocator::instance().peakLiveBytes() - std::min(liveAtStart, HostAllocator::instance().peakLiveBytes())) / double(1 << 20);
-    }
-    world_->allReduceValues(ranks, ReduceOp::kSum);
-    const double samples = double(progress_.batch - startBatch) * double(cfg_.train.batchSize);
-    MetricsRecord tr{.epoch = epoch, .step = progress_.step, .split = "train",
-                     .loss = progress_.seen ? progress_.lossSum / double(progress_.seen) : 0,
-                     .acc = progress_.seen ? double(progress_.correct) / double(progress_.seen) : 0,
-                     .samplesPerSec = samples / std::max(epochSec, 1e-9), .wallSec = wall(),
-                     .extra = {{"lr", lr_->at(epoch, std::max<int64_t>(0, progress_.batch - 1), nb)}}};
+    epochStats = RoundStats{};
+  };
+  h.round = [&](int epoch, bool stopRequested) {
+    const int batches = int(std::min<int64_t>(perRound, nb - progress_.batch));
+    const RoundStats st = runRound(epoch, progress_.batch, batches);
+    epochStats.add(st);
+    rankStats_.add(st);
+    return RoundResult{.batches = batches, .updates = st.updates,
+                       .totals = roundEnd(*world_, st.lossSum, st.correct, st.seen, stopRequested)};
+  };
+  h.checkpoint = [&] { checkpoint(); };
+  h.evaluate = [&](int epoch) { return evaluateTest(epoch); };
+  // Idle fraction (blocked on a peer or a reduction) and blocked milliseconds per step; tensor
+  // memory of training above what was live when it started (data set, weights): activations,
+  // stashes, gradients, optimizer state, message buffers; state held for later backwards.
+  h.waits = [&] {
+    return std::pair{epochStats.wait / std::max(epochStats.total, 1e-9),
+                     1e3 * epochStats.wait / std::max(1, epochStats.updates)};
+  };
+  h.rankValues = [&] {
+    const size_t peak = HostAllocator::instance().peakLiveBytes();
+    return std::vector<RankValue>{
+        {.name = "peak_tensor_mb", .value = double(peak - std::min(liveAtStart, peak)) / double(1 << 20), .max = true},
+        {.name = "peak_held_mb", .value = double(epochStats.peakHeldBytes) / double(1 << 20)}};
+  };
+  h.trainExtras = [&](int, const std::vector<double>&, MetricsRecord& tr) {
     if (parle_) parle_->addMetrics(tr.extra);
-    {
-      double idleMax = 0, idleMean = 0, rssMax = 0, tensorMax = 0;
-      for (int r = 0; r < world_->size(); ++r) {
-        const size_t k = size_t(r) * kPer;
-        idleMax = std::max(idleMax, ranks[k]);
-        idleMean += ranks[k] / world_->size();
-        rssMax = std::max(rssMax, ranks[k + 2]);
-        tensorMax = std::max(tensorMax, ranks[k + 3]);
-        if (world_->size() > 1 && world_->size() <= 16) {
-          tr.extra.push_back({"idle_rank" + std::to_string(r), ranks[k]});
-          tr.extra.push_back({"wait_ms_per_step_rank" + std::to_string(r), ranks[k + 1]});
-          tr.extra.push_back({"peak_rss_mb_rank" + std::to_string(r), ranks[k + 2]});
-          tr.extra.push_back({"peak_tensor_mb_rank" + std::to_string(r), ranks[k + 3]});
-          tr.extra.push_back({"peak_held_mb_rank" + std::to_string(r), ranks[k + 4]});
-        }
-      }
-      tr.extra.push_back({"idle_mean", idleMean});
-      tr.extra.push_back({"idle_max", idleMax});
-      tr.extra.push_back({"peak_rss_mb_max", rssMax});
-      tr.extra.push_back({"peak_tensor_mb_max", tensorMax});
-    }
-    if (leader) metrics_->write(tr);
-    const auto tv = Clock::now();
-    last = evaluateTest(epoch);
-    MetricsRecord te2{.epoch = epoch, .step = progress_.step, .split = "test", .loss = last.loss, .acc = last.acc,
-                      .samplesPerSec = double(last.samples) / std::max(secondsSince(tv), 1e-9), .wallSec = wall()};
-    if (leader) {
-      metrics_->write(te2);
-      SW_INFO("epoch " << epoch + 1 << "/" << cfg_.train.epochs << ": train loss " << std::fixed
-                       << std::setprecision(4) << tr.loss << " acc " << std::setprecision(2) << 100 * tr.acc
-                       << "% | test loss " << std::setprecision(4) << last.loss << " acc " << std::setprecision(2)
-                       << 100 * last.acc << "% | " << std::setprecision(0) << tr.samplesPerSec << " samples/s, epoch "
-                       << fmtTime(epochSec));
-    }
-    progress_.epoch = epoch + 1;
-    progress_.batch = 0;
-    progress_.lossSum = 0;
-    progress_.correct = progress_.seen = 0;
-    progress_.wallSeconds = wall();
-    const bool lastEpoch = epoch + 1 == cfg_.train.epochs || done;
-    if (lastEpoch || (cfg_.checkpoint.everyEpochs > 0 && (epoch + 1) % cfg_.checkpoint.everyEpochs == 0))
-      checkpoint();
-  }
-  return last;
+  };
+  return loop.run(h, stop, &stoppedBySignal_);
 }
 
 }  // namespace sw

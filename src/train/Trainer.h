@@ -21,16 +21,12 @@
 #include "optim/LrSchedule.h"
 #include "optim/Optimizer.h"
 #include "schedule/Executor.h"
+#include "train/EpochLoop.h"
 #include "train/InterlockingLoop.h"
 
 namespace sw {
 
 class ParleDriver;
-
-struct EvalResult {
-  double loss = 0, acc = 0;
-  int64_t samples = 0;
-};
 
 class Trainer {
  public:
@@ -70,7 +66,6 @@ class Trainer {
   void choosePartition();
   void checkpoint();
   void resumeFrom(const std::string& stepDir);
-  void injectFault();
   const Program& program(int microbatches, Phase phase);
   RoundStats runRound(int epoch, int64_t firstBatch, int batches);
   // Interlocking / local backprop (TrainerInterlocking.cpp).
@@ -78,7 +73,6 @@ class Trainer {
   void resolveComponents();                  // phase 1: the component split (validation)
   void attachAuxHeads(ExecutorOptions& eo);  // after the partition: aux heads, executor options
   RoundStats runLoopRound(int epoch, int64_t firstBatch, int batches);  // all components here
-  void logProgress(int epoch, int64_t nb, int64_t startBatch, double epochSeconds, bool tty);
 
   TrainConfig cfg_;
   std::string outDir_, resumeDir_;

@@ -390,7 +390,9 @@ TEST(ParleConfig, ErrorsNameTheKey) {
 TEST(ParleConfig, ShippedConfigs) {
   const std::string dir = std::string(SW_SOURCE_DIR) + "/configs/";
   for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().extension() == ".ini") EXPECT_NO_THROW(parseConfig(e.path().string(), {})) << e.path();
+    if (e.path().extension() == ".ini") {
+      EXPECT_NO_THROW(parseConfig(e.path().string(), {})) << e.path();
+    }
   auto wrn = parseConfig(dir + "cifar10_parle_wrn.ini", {});
   EXPECT_EQ(wrn.train.algo, "parle");
   EXPECT_EQ(wrn.model.name, "wrn28_10");
