@@ -67,19 +67,9 @@ void writeDtpShard(const CheckpointStore& store, int64_t step, const DtpShardMet
     h5::File f(tmp, h5::Access::kCreate);
     f.setAttr("/", "format_version", int64_t(1));
     f.setAttr("/", "dtp_format", kDtpFormat);
-    f.setAttr("/", "algo", meta.algo);
-    f.setAttr("/", "model", meta.model);
-    f.setAttr("/", "rank", int64_t(meta.rank));
-    f.setAttr("/", "world", int64_t(meta.world));
-    f.setAttr("/", "config", meta.configText);
-    f.setAttr("/", "epoch", int64_t(p.epoch));
-    f.setAttr("/", "batch", p.batch);
-    f.setAttr("/", "step", p.step);
-    f.setAttr("/", "loss_sum", p.lossSum);
-    f.setAttr("/", "correct", p.correct);
-    f.setAttr("/", "seen", p.seen);
-    f.setAttr("/", "wall_seconds", p.wallSeconds);
-    f.setAttr("/", "metrics_bytes", p.metricsBytes);
+    writeShardHeader(f, ShardMeta{.algo = meta.algo, .model = meta.model, .rank = meta.rank, .world = meta.world,
+                                  .configText = meta.configText},
+                     p);
     f.writeInt64("/dtp/owner", std::vector<int64_t>(meta.owner.begin(), meta.owner.end()));
     for (Param* prm : fwd.params()) f.writeTensor("/params/" + prm->name, be.toHost(prm->value));
     for (Param* prm : g.params()) f.writeTensor("/params/" + prm->name, be.toHost(prm->value));
@@ -106,12 +96,14 @@ void readDtpShard(const std::string& dir, const DtpShardMeta& expect, Model& fwd
   if (f.attrInt("/", "dtp_format") != kDtpFormat)
     throw InputError(path + ": DTP checkpoint format " + std::to_string(f.attrInt("/", "dtp_format")) + ", expected " +
                      std::to_string(kDtpFormat));
-  const std::string algo = f.attrString("/", "algo"), model = f.attrString("/", "model");
+  TrainProgress read;
+  const ShardMeta hdr = readShardHeader(f, read);
+  const std::string &algo = hdr.algo, &model = hdr.model;
   if (algo != expect.algo)
     throw InputError(path + ": checkpoint is of train.algo = " + algo + ", config says " + expect.algo);
   if (model != expect.model)
     throw InputError(path + ": checkpoint is of model '" + model + "', config says '" + expect.model + "'");
-  const int world = int(f.attrInt("/", "world"));
+  const int world = hdr.world;
   if (world != expect.world)
     throw InputError(path + ": checkpoint was written by " + std::to_string(world) + " ranks, this job has " +
                      std::to_string(expect.world));
@@ -125,14 +117,7 @@ void readDtpShard(const std::string& dir, const DtpShardMeta& expect, Model& fwd
   for (int i = 1; i < g.numBlocks(); ++i)
     if (Optimizer* o = engine.feedbackOptimizer(i))
       readState(f, be, "/feedback_optim/", o->params(), *o, "feedback_optimizer_steps_G" + std::to_string(i));
-  p.epoch = int(f.attrInt("/", "epoch"));
-  p.batch = f.attrInt("/", "batch");
-  p.step = f.attrInt("/", "step");
-  p.lossSum = f.attrDouble("/", "loss_sum");
-  p.correct = f.attrInt("/", "correct");
-  p.seen = f.attrInt("/", "seen");
-  p.wallSeconds = f.attrDouble("/", "wall_seconds");
-  p.metricsBytes = f.attrInt("/", "metrics_bytes");
+  p = read;
 }
 
 }  // namespace sw::dtp

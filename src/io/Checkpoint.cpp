@@ -61,6 +61,39 @@ void writeFileAtomic(const std::string& path, const std::string& text) {
   fsyncPath(fs::path(path).parent_path().string());
 }
 
+void writeShardHeader(h5::File& f, const ShardMeta& meta, const TrainProgress& p) {
+  f.setAttr("/", "algo", meta.algo);
+  f.setAttr("/", "model", meta.model);
+  f.setAttr("/", "rank", int64_t(meta.rank));
+  f.setAttr("/", "world", int64_t(meta.world));
+  f.setAttr("/", "config", meta.configText);
+  f.setAttr("/", "epoch", int64_t(p.epoch));
+  f.setAttr("/", "batch", p.batch);
+  f.setAttr("/", "step", p.step);
+  f.setAttr("/", "microbatches", p.microbatches);
+  f.setAttr("/", "loss_sum", p.lossSum);
+  f.setAttr("/", "correct", p.correct);
+  f.setAttr("/", "seen", p.seen);
+  f.setAttr("/", "wall_seconds", p.wallSeconds);
+  f.setAttr("/", "metrics_bytes", p.metricsBytes);
+}
+
+ShardMeta readShardHeader(const h5::File& f, TrainProgress& p) {
+  ShardMeta m{.algo = f.attrString("/", "algo"), .model = f.attrString("/", "model"),
+              .rank = int(f.attrInt("/", "rank")), .world = int(f.attrInt("/", "world")),
+              .configText = f.attrString("/", "config")};
+  p.epoch = int(f.attrInt("/", "epoch"));
+  p.batch = f.attrInt("/", "batch");
+  p.step = f.attrInt("/", "step");
+  p.microbatches = f.hasAttr("/", "microbatches") ? f.attrInt("/", "microbatches") : 0;
+  p.lossSum = f.attrDouble("/", "loss_sum");
+  p.correct = f.attrInt("/", "correct");
+  p.seen = f.attrInt("/", "seen");
+  p.wallSeconds = f.attrDouble("/", "wall_seconds");
+  p.metricsBytes = f.attrInt("/", "metrics_bytes");
+  return m;
+}
+
 CheckpointStore::CheckpointStore(std::string runDir) : root_(std::move(runDir) + "/checkpoints") {}
 
 std::string CheckpointStore::stepDir(int64_t step) const { return root_ + "/step_" + pad(step, 9); }
@@ -75,20 +108,7 @@ void CheckpointStore::writeShard(int64_t step, const ShardMeta& meta, Model& mod
   {
     h5::File f(tmp, h5::Access::kCreate);
     f.setAttr("/", "format_version", kFormatVersion);
-    f.setAttr("/", "algo", meta.algo);
-    f.setAttr("/", "model", meta.model);
-    f.setAttr("/", "rank", int64_t(meta.rank));
-    f.setAttr("/", "world", int64_t(meta.world));
-    f.setAttr("/", "config", meta.configText);
-    f.setAttr("/", "epoch", int64_t(p.epoch));
-    f.setAttr("/", "batch", p.batch);
-    f.setAttr("/", "step", p.step);
-    f.setAttr("/", "microbatches", p.microbatches);
-    f.setAttr("/", "loss_sum", p.lossSum);
-    f.setAttr("/", "correct", p.correct);
-    f.setAttr("/", "seen", p.seen);
-    f.setAttr("/", "wall_seconds", p.wallSeconds);
-    f.setAttr("/", "metrics_bytes", p.metricsBytes);
+    writeShardHeader(f, meta, p);
     f.setAttr("/", "optimizer_steps", opt.stepCount());
     f.writeInt64("/rng/dropout", std::vector<int64_t>(dropoutRng.begin(), dropoutRng.end()));
     auto params = model.params(range);
@@ -173,23 +193,9 @@ void CheckpointStore::readShard(const std::string& dir, int rank, Model& model, 
   if (ver != kFormatVersion)
     throw InputError(path + ": checkpoint format version " + std::to_string(ver) + ", expected " +
                      std::to_string(kFormatVersion));
-  if (meta) {
-    meta->algo = f.attrString("/", "algo");
-    meta->model = f.attrString("/", "model");
-    meta->rank = int(f.attrInt("/", "rank"));
-    meta->world = int(f.attrInt("/", "world"));
-    meta->configText = f.attrString("/", "config");
-  }
+  const ShardMeta m = readShardHeader(f, p);
+  if (meta) *meta = m;
   Backend& be = model.backend();
-  p.epoch = int(f.attrInt("/", "epoch"));
-  p.batch = f.attrInt("/", "batch");
-  p.step = f.attrInt("/", "step");
-  p.microbatches = f.attrInt("/", "microbatches");
-  p.lossSum = f.attrDouble("/", "loss_sum");
-  p.correct = f.attrInt("/", "correct");
-  p.seen = f.attrInt("/", "seen");
-  p.wallSeconds = f.attrDouble("/", "wall_seconds");
-  p.metricsBytes = f.attrInt("/", "metrics_bytes");
   opt.setStepCount(f.attrInt("/", "optimizer_steps"));
   auto r = f.readInt64("/rng/dropout");
   if (r.size() != dropoutRng.size()) throw InputError(path + ": bad /rng/dropout");

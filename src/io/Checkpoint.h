@@ -30,6 +30,14 @@ struct ShardMeta {
   std::string configText;
 };
 
+namespace h5 {
+class File;
+}
+// The attributes every shard carries, whatever else it holds: who wrote it (algo, model, rank,
+// world, the resolved config) and the training position.
+void writeShardHeader(h5::File& f, const ShardMeta& meta, const TrainProgress& p);
+ShardMeta readShardHeader(const h5::File& f, TrainProgress& p);
+
 class CheckpointStore {
  public:
   explicit CheckpointStore(std::string runDir);
