@@ -225,6 +225,8 @@ const std::vector<Key>& keys() {
            bad("optim.schedule", v, "constant, step, cosine or poly");
          }
        }},
+      {"optim.poly_reach_zero", "true", "poly schedule: true = lr0 (1 - (e+1)/T)^2, 0 in the last epoch (PETRA); false = lr0 (1 - e/T)^2 from lr0 on (SpecTrain)",
+       [](TrainConfig& c, const std::string& v) { c.lr.polyReachZero = toBool("optim.poly_reach_zero", v); }},
       {"optim.milestones", "", "step schedule: epochs at which lr is multiplied by factor",
        [](TrainConfig& c, const std::string& v) {
          c.lr.milestones.clear();

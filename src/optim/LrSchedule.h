@@ -1,7 +1,9 @@
 // Learning-rate schedule: a pure function of (epoch, iteration in epoch), so that resumed and
 // pipelined runs agree (spec seed-petra.md 4.4). Goyal scaling lr0 = lr * k * B / 256; linear
 // warm-up lr0 (i+1)/(W N) over W epochs; then constant, step (milestones, factor), cosine or
-// polynomial (power 2) over the remaining epochs.
+// polynomial (power 2) over the remaining epochs: the PETRA system's lr0 (1 - (e+1)/T)^2, which
+// is 0 in the last epoch, or (polyReachZero = false) the SpecTrain system's lr0 (1 - e/T)^2, which
+// starts at lr0 and keeps training in the last epoch.
 #pragma once
 #include <string>
 #include <vector>
@@ -25,6 +27,7 @@ struct LrConfig {
   // does). tMax = 0 keeps the default cosine over the training epochs.
   int tMax = 0;
   float etaMin = 0.f;
+  bool polyReachZero = true;
 };
 
 class LrSchedule {

@@ -363,6 +363,21 @@ TEST(Golden, LrSchedules) {
   }
 }
 
+// The SpecTrain system's polynomial policy (seed-spectrain.md 2.4): eta_e = eta_base (1 - e/T)^2,
+// constant within an epoch; the default is PETRA's (1 - (e+1)/T)^2 (the fixture above).
+TEST(Golden, LrPolySpecTrainStartsAtBase) {
+  LrConfig c;
+  c.lr = 0.05f;
+  c.kind = LrKind::kPoly;
+  c.epochs = 4;
+  c.polyReachZero = false;
+  const LrSchedule s(c);
+  for (int e = 0; e < 4; ++e)
+    for (int64_t i : {0, 7}) EXPECT_FLOAT_EQ(s.at(e, i, 8), 0.05f * float((4 - e) * (4 - e)) / 16.f) << e;
+  c.polyReachZero = true;
+  EXPECT_EQ(LrSchedule(c).at(3, 0, 8), 0.f);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Whole training steps: forward, mean cross-entropy, backward, one SGD step (lr 0.1, momentum
 // 0.9, weight decay 5e-4) on the zoo's LeNet and ResNet-18 with PyTorch's parameters.
