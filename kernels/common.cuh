@@ -23,3 +23,9 @@ inline unsigned gridFor(int64_t n, int threads = 256) {
 }
 
 }  // namespace sw::kernels
+
+// Grid-stride loop over [0, n) with a 64-bit index (tensors beyond 2^31 elements are real).
+#define SW_GRID_LOOP(i, n)                                                                  \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n);               \
+       i += int64_t(gridDim.x) * blockDim.x)
+

@@ -114,6 +114,7 @@ int train(const std::vector<std::string>& args, sw::MpiRuntime& mpi) {
   world.broadcastString(t.resume, 0);
   if (world.rank() != 0) cfg = sw::parseConfigText(text, "config from rank 0", {});
   cfg.runtime.localRanks = mpi.localSize();
+  cfg.runtime.localRank = mpi.localRank();
   world.setOptions({.timeoutSeconds = cfg.runtime.commTimeout});
   if (sw::isDtpAlgo(cfg.train.algo)) {
     sw::DtpTrainer trainer(cfg, t.out, t.resume, &world);

@@ -1,6 +1,8 @@
 // Backend helpers shared by all implementations.
 #include "backend/Backend.h"
 
+#include "backend/Dims.h"
+
 #include "core/Error.h"
 
 namespace sw {
@@ -36,6 +38,16 @@ PoolGeom PoolGeom::make(const Shape& x, int64_t kernel, int64_t stride, int64_t 
   return g;
 }
 
+GemmDims gemmDims(const Tensor& a, const Tensor& b, const Tensor& c, const GemmOpts& o) {
+  const int64_t ar = rows2d(a), ac = cols2d(a), br = rows2d(b), bc = cols2d(b);
+  const int64_t m = o.transA ? ac : ar, k = o.transA ? ar : ac;
+  const int64_t kb = o.transB ? bc : br, n = o.transB ? br : bc;
+  if (k != kb || rows2d(c) != m || cols2d(c) != n)
+    throw ShapeError("gemm shapes " + a.shape().str() + (o.transA ? "^T" : "") + " x " +
+                     b.shape().str() + (o.transB ? "^T" : "") + " -> " + c.shape().str());
+  return {m, n, k, ac, bc};
+}
+
 Tensor Backend::toHost(const Tensor& t) {
   if (t.device().isCpu()) return t;
   Tensor h = Tensor::empty(t.shape());
@@ -49,5 +61,14 @@ Tensor Backend::fromHost(const Tensor& host) {
   copy(host, d);
   return d;
 }
+
+#ifndef SW_CUDA_BACKEND
+// Builds without the CUDA backend (no nvcc, or SW_WITH_CUDNN=OFF): no devices.
+int cudaDeviceCount() { return 0; }
+
+std::unique_ptr<Backend> makeCudaBackend(int, CudaOptions) {
+  throw DeviceError("this build of stagewise has no CUDA backend (configure with nvcc and cuDNN)");
+}
+#endif
 
 }  // namespace sw

@@ -70,6 +70,10 @@ class Backend {
   Tensor toHost(const Tensor& t);
   Tensor fromHost(const Tensor& host);
   virtual void synchronize() {}
+  // The backend's compute stream as an opaque handle (a cudaStream_t for the CUDA backend, null
+  // on the CPU): lets a device communicator order its own stream after the compute stream
+  // without core or comm depending on the backend.
+  virtual void* nativeStream() { return nullptr; }
 
   // Linear algebra on row-major 2-D views: C = alpha op(A) op(B) + beta C.
   virtual void gemm(const Tensor& a, const Tensor& b, Tensor& c, GemmOpts o) = 0;
@@ -166,5 +170,17 @@ enum class CpuConv { kAuto, kIm2col };
 
 // The CPU backend, created once per process.
 std::unique_ptr<Backend> makeCpuBackend(int threads, CpuConv conv = CpuConv::kAuto);
+
+struct CudaOptions {
+  // TF32 tensor-core math for GEMM and convolutions: faster on Ampere and later, ~1e-3 relative
+  // error. Off by default so the CUDA backend stays comparable with the CPU reference.
+  bool allowTf32 = false;
+  size_t maxWorkspaceBytes = size_t(1) << 30;  // largest cuDNN workspace an algorithm may use
+};
+// Usable CUDA devices: 0 when the build has no CUDA backend, or there is no driver or no GPU.
+int cudaDeviceCount();
+// The CUDA backend on `device`; DeviceError when the build has no CUDA backend or the device
+// cannot be used. Declared here (CUDA-free) so the factory builds with and without CUDA.
+std::unique_ptr<Backend> makeCudaBackend(int device, CudaOptions o = {});
 
 }  // namespace sw

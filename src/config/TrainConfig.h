@@ -41,6 +41,7 @@ struct RuntimeSection {
   int jitterUs = 0;
   std::string cpuConv = "auto";  // auto (oneDNN direct kernels where available) | im2col            // testing: random sleep of 0..N microseconds before each instruction
   int localRanks = 1;          // not a key: ranks sharing this host (threads = 0 splits the cores)
+  int localRank = 0;           // not a key: this rank's index on its host (picks the GPU)
 };
 
 struct PipeSection {

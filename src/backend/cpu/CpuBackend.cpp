@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "backend/Dims.h"
 #include "backend/cpu/FastMath.h"
 #ifdef SW_HAVE_DNNL
 #include "backend/cpu/DnnlConv.h"
@@ -21,14 +22,6 @@
 
 namespace sw {
 namespace {
-
-inline int64_t rows2d(const Tensor& t) { return t.rank() == 1 ? 1 : t.dim(0); }
-inline int64_t cols2d(const Tensor& t) { return t.rank() == 1 ? t.dim(0) : t.numel() / t.dim(0); }
-inline int64_t spatial(const Tensor& t) {
-  int64_t s = 1;
-  for (int i = 2; i < t.rank(); ++i) s *= t.dim(i);
-  return s;
-}
 
 // Copies the receptive fields of samples [0, b) of x into col: row (c, r, s), column
 // (i, oy, ox). Zero padding is written explicitly so col needs no clearing.
@@ -166,13 +159,8 @@ void CpuBackend::copy(const Tensor& src, Tensor& dst) {
 }
 
 void CpuBackend::gemm(const Tensor& a, const Tensor& b, Tensor& c, GemmOpts o) {
-  const int64_t ar = rows2d(a), ac = cols2d(a), br = rows2d(b), bc = cols2d(b);
-  const int64_t m = o.transA ? ac : ar, k = o.transA ? ar : ac;
-  const int64_t kb = o.transB ? bc : br, n = o.transB ? br : bc;
-  if (k != kb || rows2d(c) != m || cols2d(c) != n)
-    throw ShapeError("gemm shapes " + a.shape().str() + (o.transA ? "^T" : "") + " x " +
-                     b.shape().str() + (o.transB ? "^T" : "") + " -> " + c.shape().str());
-  sgemm(o.transA, o.transB, m, n, k, o.alpha, a.data(), ac, b.data(), bc, o.beta, c.data(), n);
+  const GemmDims d = gemmDims(a, b, c, o);
+  sgemm(o.transA, o.transB, d.m, d.n, d.k, o.alpha, a.data(), d.lda, b.data(), d.ldb, o.beta, c.data(), d.n);
 }
 
 void CpuBackend::addBias(Tensor& y, const Tensor& bias) {

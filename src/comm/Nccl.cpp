@@ -1,0 +1,372 @@
+// Device communicators: NCCL and host-staged MPI (see Nccl.h).
+#include "comm/Nccl.h"
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "comm/Mpi.h"
+#include "core/Error.h"
+
+namespace sw {
+namespace {
+
+void cudaCall(cudaError_t e, const std::string& what) {
+  if (e != cudaSuccess) throw CommError(what + ": CUDA error " + cudaGetErrorString(e));
+}
+
+// Operations shared by both kinds: the control plane and host tensors go to the host
+// communicator; only device tensors take the subclass's path.
+class DeviceCommBase : public Communicator {
+ public:
+  DeviceCommBase(CommPtr host, int device, cudaStream_t compute)
+      : host_(std::move(host)), device_(device), compute_(compute) {
+    opts_ = host_->options();
+  }
+  int rank() const override { return host_->rank(); }
+  int size() const override { return host_->size(); }
+  const std::string& name() const override { return host_->name(); }
+  CommPtr split(int color, int key, const std::string& name) const override {
+    CommPtr sub = host_->split(color, key, name);
+    if (!sub) return nullptr;
+    return makeDeviceCommunicator(std::move(sub), device_, compute_);
+  }
+  void barrier() override { host_->barrier(); }
+  void allReduceValues(std::vector<double>& v, ReduceOp op) override { host_->allReduceValues(v, op); }
+  void broadcastString(std::string& s, int root) override { host_->broadcastString(s, root); }
+  [[noreturn]] void abort(int code) override {
+    host_->abort(code);
+    __builtin_unreachable();  // Communicator::abort never returns
+  }
+
+  WorkPtr send(const Tensor& t, int peer, int tag) override {
+    return t.device().isCpu() ? host_->send(t, peer, tag) : deviceSend(t, peer, tag);
+  }
+  WorkPtr recv(Tensor& t, int peer, int tag) override {
+    return t.device().isCpu() ? host_->recv(t, peer, tag) : deviceRecv(t, peer, tag);
+  }
+  WorkPtr allReduce(Tensor& t, ReduceOp op) override {
+    return t.device().isCpu() ? host_->allReduce(t, op) : deviceAllReduce(t, op);
+  }
+  WorkPtr broadcast(Tensor& t, int root) override {
+    return t.device().isCpu() ? host_->broadcast(t, root) : deviceBroadcast(t, root);
+  }
+  WorkPtr allGather(const Tensor& in, Tensor& out) override {
+    if (in.device().isCpu() != out.device().isCpu())
+      throw CommError(name() + ": allGather between " + in.device().str() + " and " + out.device().str());
+    return in.device().isCpu() ? host_->allGather(in, out) : deviceAllGather(in, out);
+  }
+  virtual DeviceCommKind kind() const = 0;
+
+ protected:
+  virtual WorkPtr deviceSend(const Tensor& t, int peer, int tag) = 0;
+  virtual WorkPtr deviceRecv(Tensor& t, int peer, int tag) = 0;
+  virtual WorkPtr deviceAllReduce(Tensor& t, ReduceOp op) = 0;
+  virtual WorkPtr deviceBroadcast(Tensor& t, int root) = 0;
+  virtual WorkPtr deviceAllGather(const Tensor& in, Tensor& out) = 0;
+  void checkDevice(const Tensor& t, const char* op) const {
+    if (!(t.device() == Device::cuda(device_)))
+      throw CommError(name() + ": " + op + " of a tensor on " + t.device().str() +
+                      ", communicator on cuda:" + std::to_string(device_));
+  }
+
+  CommPtr host_;
+  int device_;
+  cudaStream_t compute_;
+};
+
+// ---- host-staged MPI --------------------------------------------------------------------------
+
+// Waits for the MPI part, then copies the host result back to the device on the compute stream.
+class StagedWork final : public Work {
+ public:
+  StagedWork(WorkPtr inner, std::function<void()> finish)
+      : inner_(std::move(inner)), finish_(std::move(finish)) {}
+  ~StagedWork() override {
+    try {
+      wait();
+    } catch (...) {  // a destructor must not throw; wait() already reported through the caller
+    }
+  }
+  void wait() override {
+    if (finished_) return;
+    finished_ = true;
+    inner_->wait();
+    if (finish_) finish_();
+  }
+  // True once the network part is done: wait() then only queues the copy back.
+  bool done() override { return finished_ || inner_->done(); }
+
+ private:
+  WorkPtr inner_;
+  std::function<void()> finish_;
+  bool finished_ = false;
+};
+
+class StagedCommunicator final : public DeviceCommBase {
+ public:
+  using DeviceCommBase::DeviceCommBase;
+  DeviceCommKind kind() const override { return DeviceCommKind::kHostStaged; }
+
+ protected:
+  // Device -> host: the compute stream's pending writes to t come first.
+  Tensor toHost(const Tensor& t, const char* op) {
+    checkDevice(t, op);
+    Tensor h = Tensor::empty(t.shape());
+    cudaCall(cudaMemcpyAsync(h.data(), t.data(), t.bytes(), cudaMemcpyDeviceToHost, compute_), name() + ": " + op);
+    cudaCall(cudaStreamSynchronize(compute_), name() + ": " + op);
+    return h;
+  }
+  std::function<void()> copyBack(Tensor h, Tensor d, const char* op) {
+    return [this, h, d, op]() mutable {
+      // From pageable memory the call returns once h is staged, so h may be freed afterwards.
+      cudaCall(cudaMemcpyAsync(d.data(), h.data(), h.bytes(), cudaMemcpyHostToDevice, compute_),
+               name() + ": " + op);
+    };
+  }
+  WorkPtr deviceSend(const Tensor& t, int peer, int tag) override {
+    Tensor h = toHost(t, "send");
+    WorkPtr w = host_->send(h, peer, tag);
+    return std::make_unique<StagedWork>(std::move(w), [h] {});  // keeps h alive until wait()
+  }
+  WorkPtr deviceRecv(Tensor& t, int peer, int tag) override {
+    checkDevice(t, "recv");
+    Tensor h = Tensor::empty(t.shape());
+    WorkPtr w = host_->recv(h, peer, tag);
+    return std::make_unique<StagedWork>(std::move(w), copyBack(h, t, "recv"));
+  }
+  WorkPtr deviceAllReduce(Tensor& t, ReduceOp op) override {
+    Tensor h = toHost(t, "allReduce");
+    WorkPtr w = host_->allReduce(h, op);
+    return std::make_unique<StagedWork>(std::move(w), copyBack(h, t, "allReduce"));
+  }
+  WorkPtr deviceBroadcast(Tensor& t, int root) override {
+    Tensor h = toHost(t, "broadcast");
+    WorkPtr w = host_->broadcast(h, root);
+    return std::make_unique<StagedWork>(std::move(w), copyBack(h, t, "broadcast"));
+  }
+  WorkPtr deviceAllGather(const Tensor& in, Tensor& out) override {
+    checkDevice(out, "allGather");
+    Tensor h = toHost(in, "allGather"), ho = Tensor::empty(out.shape());
+    WorkPtr w = host_->allGather(h, ho);
+    return std::make_unique<StagedWork>(std::move(w), copyBack(ho, out, "allGather"));
+  }
+};
+
+// ---- NCCL ---------------------------------------------------------------------------------------
+
+void ncclCall(ncclResult_t r, const std::string& what) {
+  if (r != ncclSuccess && r != ncclInProgress)
+    throw CommError(what + ": NCCL error " + ncclGetErrorString(r));
+}
+
+// Shared so a Work outliving its communicator's last operation still sees a valid comm.
+struct NcclState {
+  ncclComm_t comm = nullptr;
+  cudaStream_t stream = nullptr;
+  bool aborted = false;
+  std::string name;
+  ~NcclState() {
+    if (comm && !aborted) ncclCommDestroy(comm);  // abort already freed it
+    if (stream) cudaStreamDestroy(stream);
+  }
+  // Aborts the communicator (unblocks every pending kernel of it) and throws.
+  [[noreturn]] void fail(const std::string& why) {
+    if (!aborted) {
+      aborted = true;
+      ncclCommAbort(comm);
+    }
+    throw CommError(name + ": " + why + " (NCCL communicator aborted)");
+  }
+};
+
+class NcclWork final : public Work {
+ public:
+  NcclWork(std::shared_ptr<NcclState> st, cudaEvent_t done, cudaStream_t compute, double timeout,
+           std::string what)
+      : st_(std::move(st)), done_(done), compute_(compute), timeout_(timeout), what_(std::move(what)) {}
+  ~NcclWork() override {
+    try {
+      wait();
+    } catch (...) {
+    }
+    cudaEventDestroy(done_);
+  }
+  // nccl-tests' testStreamSynchronize: poll the event, the async error and the watchdog.
+  void wait() override {
+    if (waited_) return;
+    const auto start = std::chrono::steady_clock::now();
+    for (;;) {
+      const cudaError_t q = cudaEventQuery(done_);
+      if (q == cudaSuccess) break;
+      if (q != cudaErrorNotReady) st_->fail(what_ + ": CUDA error " + cudaGetErrorString(q));
+      ncclResult_t async = ncclSuccess;
+      ncclCommGetAsyncError(st_->comm, &async);
+      if (async != ncclSuccess && async != ncclInProgress)
+        st_->fail(what_ + ": " + ncclGetErrorString(async));
+      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (waited > timeout_)
+        st_->fail(what_ + ": no completion after " + std::to_string(int(timeout_)) +
+                  " s (dead or stuck peer?)");
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+    waited_ = true;
+    // Later kernels on the compute stream read the result: order them after the operation.
+    cudaCall(cudaStreamWaitEvent(compute_, done_, 0), what_);
+  }
+  bool done() override { return waited_ || cudaEventQuery(done_) == cudaSuccess; }
+
+ private:
+  std::shared_ptr<NcclState> st_;
+  cudaEvent_t done_;
+  cudaStream_t compute_;
+  double timeout_;
+  std::string what_;
+  bool waited_ = false;
+};
+
+ncclRedOp_t ncclOp(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum: return ncclSum;
+    case ReduceOp::kAvg: return ncclAvg;
+    case ReduceOp::kMax: return ncclMax;
+    case ReduceOp::kMin: return ncclMin;
+  }
+  throw CommError("unknown reduce op");
+}
+
+class NcclCommunicator final : public DeviceCommBase {
+ public:
+  NcclCommunicator(CommPtr host, int device, cudaStream_t compute)
+      : DeviceCommBase(std::move(host), device, compute), st_(std::make_shared<NcclState>()) {
+    st_->name = name() + "[nccl]";
+    // Bootstrap: rank 0 makes the id, the host communicator broadcasts its 128 bytes.
+    ncclUniqueId id;
+    std::string bytes;
+    if (rank() == 0) {
+      ncclCall(ncclGetUniqueId(&id), st_->name + ": ncclGetUniqueId");
+      bytes.assign(id.internal, sizeof id.internal);
+    }
+    host_->broadcastString(bytes, 0);
+    if (bytes.size() != sizeof id.internal) throw CommError(st_->name + ": bad NCCL unique id");
+    std::memcpy(id.internal, bytes.data(), sizeof id.internal);
+    cudaCall(cudaSetDevice(device), st_->name + ": cudaSetDevice");
+    cudaCall(cudaStreamCreateWithFlags(&st_->stream, cudaStreamNonBlocking), st_->name + ": stream");
+    ncclCall(ncclCommInitRank(&st_->comm, size(), id, rank()),
+             st_->name + ": ncclCommInitRank (rank " + std::to_string(rank()) + " of " +
+                 std::to_string(size()) + ", cuda:" + std::to_string(device) + ")");
+  }
+  DeviceCommKind kind() const override { return DeviceCommKind::kNccl; }
+
+ protected:
+  // Orders the communication stream after the compute stream, runs `op` on it, returns its Work.
+  WorkPtr enqueue(const std::string& what, const std::function<ncclResult_t(cudaStream_t)>& op) {
+    if (st_->aborted) throw CommError(st_->name + ": used after an abort");
+    cudaEvent_t ready, done;
+    cudaCall(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), what);
+    cudaCall(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), what);
+    cudaCall(cudaEventRecord(ready, compute_), what);
+    cudaCall(cudaStreamWaitEvent(st_->stream, ready, 0), what);
+    cudaEventDestroy(ready);  // released once the wait has been satisfied
+    try {
+      ncclCall(op(st_->stream), st_->name + ": " + what);
+    } catch (...) {
+      cudaEventDestroy(done);
+      throw;
+    }
+    cudaCall(cudaEventRecord(done, st_->stream), what);
+    return std::make_unique<NcclWork>(st_, done, compute_, opts_.timeoutSeconds, st_->name + ": " + what);
+  }
+  std::string peerWhat(const char* op, int peer) const { return std::string(op) + " peer " + std::to_string(peer); }
+
+  WorkPtr deviceSend(const Tensor& t, int peer, int) override {
+    checkDevice(t, "send");
+    return enqueue(peerWhat("send to", peer), [&](cudaStream_t s) {
+      return ncclSend(t.data(), size_t(t.numel()), ncclFloat, peer, st_->comm, s);
+    });
+  }
+  WorkPtr deviceRecv(Tensor& t, int peer, int) override {
+    checkDevice(t, "recv");
+    return enqueue(peerWhat("recv from", peer), [&](cudaStream_t s) {
+      return ncclRecv(t.data(), size_t(t.numel()), ncclFloat, peer, st_->comm, s);
+    });
+  }
+  WorkPtr deviceAllReduce(Tensor& t, ReduceOp op) override {
+    checkDevice(t, "allReduce");
+    return enqueue("allReduce", [&](cudaStream_t s) {
+      return ncclAllReduce(t.data(), t.data(), size_t(t.numel()), ncclFloat, ncclOp(op), st_->comm, s);
+    });
+  }
+  WorkPtr deviceBroadcast(Tensor& t, int root) override {
+    checkDevice(t, "broadcast");
+    return enqueue("broadcast", [&](cudaStream_t s) {
+      return ncclBroadcast(t.data(), t.data(), size_t(t.numel()), ncclFloat, root, st_->comm, s);
+    });
+  }
+  WorkPtr deviceAllGather(const Tensor& in, Tensor& out) override {
+    checkDevice(in, "allGather");
+    checkDevice(out, "allGather");
+    if (out.numel() != in.numel() * size())
+      throw CommError(name() + ": allGather of " + in.shape().str() + " into " + out.shape().str());
+    return enqueue("allGather", [&](cudaStream_t s) {
+      return ncclAllGather(in.data(), out.data(), size_t(in.numel()), ncclFloat, st_->comm, s);
+    });
+  }
+
+ private:
+  std::shared_ptr<NcclState> st_;
+};
+
+// 64-bit FNV-1a of "host/pci-bus-id": equal on two ranks iff they drive the same GPU.
+uint64_t gpuIdentity(int device) {
+  char bus[64] = {0};
+  cudaCall(cudaDeviceGetPCIBusId(bus, sizeof bus, device), "cudaDeviceGetPCIBusId");
+  const std::string key = MpiRuntime::hostName() + "/" + bus;
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : key) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+// Whether two ranks of `host` share a GPU: the identities are gathered as four exact 16-bit
+// floats each (a float holds integers up to 2^24 exactly).
+bool ranksShareGpu(Communicator& host, int device) {
+  const uint64_t id = gpuIdentity(device);
+  Tensor mine = Tensor::empty(Shape{4});
+  for (int i = 0; i < 4; ++i) mine.data()[i] = static_cast<float>((id >> (16 * i)) & 0xffff);
+  Tensor all = Tensor::empty(Shape{host.size(), 4});
+  host.allGather(mine, all)->wait();
+  std::vector<std::vector<float>> ids;
+  for (int r = 0; r < host.size(); ++r) ids.emplace_back(all.data() + 4 * r, all.data() + 4 * r + 4);
+  for (size_t a = 0; a < ids.size(); ++a)
+    for (size_t b = a + 1; b < ids.size(); ++b)
+      if (ids[a] == ids[b]) return true;
+  return false;
+}
+
+}  // namespace
+
+CommPtr makeDeviceCommunicator(CommPtr host, int device, void* computeStream, DeviceCommKind force) {
+  auto stream = static_cast<cudaStream_t>(computeStream);
+  if (force == DeviceCommKind::kHostStaged)
+    return std::make_unique<StagedCommunicator>(std::move(host), device, stream);
+  return std::make_unique<NcclCommunicator>(std::move(host), device, stream);
+}
+
+CommPtr makeDeviceCommunicator(CommPtr host, int device, void* computeStream) {
+  // Every rank reaches the same verdict (same gathered data), so all pick the same kind.
+  const bool shared = host->size() > 1 && ranksShareGpu(*host, device);
+  return makeDeviceCommunicator(std::move(host), device, computeStream,
+                                shared ? DeviceCommKind::kHostStaged : DeviceCommKind::kNccl);
+}
+
+DeviceCommKind deviceCommKind(const Communicator& c) {
+  if (auto* d = dynamic_cast<const DeviceCommBase*>(&c)) return d->kind();
+  throw CommError(c.name() + " is not a device communicator");
+}
+
+}  // namespace sw

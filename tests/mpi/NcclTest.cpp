@@ -1,0 +1,102 @@
+// Device communicators under mpirun: every operation on GPU tensors through both kinds (NCCL and
+// host-staged MPI) against the values computed on the host, and the automatic choice (staged
+// exactly when two ranks drive the same GPU). Skips on every rank without a CUDA device.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "backend/Backend.h"
+#include "comm/Nccl.h"
+#include "MpiTestUtil.h"
+
+namespace sw {
+namespace {
+
+using mpitest::runtime;
+
+class DeviceComm : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (cudaDeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+    MpiRuntime& mpi = runtime();
+    device_ = mpi.localRank() % cudaDeviceCount();
+    be_ = makeCudaBackend(device_);
+  }
+  CommPtr make(DeviceCommKind kind) {
+    CommPtr host = runtime().world().split(0, runtime().rank(), "devtest");
+    return makeDeviceCommunicator(std::move(host), device_, be_->nativeStream(), kind);
+  }
+  // Value i of rank r's tensor: distinct per rank and element, exact in float.
+  static Tensor pattern(int64_t n, int r) {
+    Tensor t = Tensor::empty(Shape{n});
+    for (int64_t i = 0; i < n; ++i) t.data()[i] = float(r * 1000 + i % 997);
+    return t;
+  }
+  void exercise(Communicator& c) {
+    const int r = c.rank(), p = c.size();
+    const int64_t n = 4099;
+    Tensor d = be_->fromHost(pattern(n, r));
+    c.allReduce(d, ReduceOp::kSum)->wait();
+    Tensor h = be_->toHost(d);
+    bool ok = true;
+    for (int64_t i = 0; i < n; ++i) {
+      double want = 0;
+      for (int q = 0; q < p; ++q) want += q * 1000 + i % 997;
+      ok = ok && h.data()[i] == float(want);
+    }
+    EXPECT_TRUE(ok) << "allReduce sum";
+
+    d = be_->fromHost(pattern(n, r));
+    c.allReduce(d, ReduceOp::kMax)->wait();
+    EXPECT_EQ(be_->toHost(d).data()[5], float((p - 1) * 1000 + 5)) << "allReduce max";
+
+    d = be_->fromHost(pattern(n, r));
+    c.broadcast(d, p - 1)->wait();
+    EXPECT_EQ(be_->toHost(d).data()[7], float((p - 1) * 1000 + 7)) << "broadcast";
+
+    Tensor in = be_->fromHost(pattern(16, r)), out = be_->empty(Shape{p, 16});
+    c.allGather(in, out)->wait();
+    Tensor g = be_->toHost(out);
+    for (int q = 0; q < p; ++q) EXPECT_EQ(g.data()[q * 16 + 3], float(q * 1000 + 3)) << "allGather from " << q;
+
+    // Ring: send to the right, receive from the left, both posted before either wait.
+    Tensor s = be_->fromHost(pattern(n, r)), rcv = be_->zeros(Shape{n});
+    const int right = (r + 1) % p, left = (r + p - 1) % p;
+    std::vector<WorkPtr> works;
+    if (r % 2 == 0) {
+      works.push_back(c.send(s, right, 5));
+      works.push_back(c.recv(rcv, left, 5));
+    } else {
+      works.push_back(c.recv(rcv, left, 5));
+      works.push_back(c.send(s, right, 5));
+    }
+    waitAll(works);
+    EXPECT_EQ(be_->toHost(rcv).data()[11], float(left * 1000 + 11)) << "send/recv ring";
+
+    // Host tensors still go through MPI.
+    Tensor ht = pattern(8, r);
+    c.allReduce(ht, ReduceOp::kMin)->wait();
+    EXPECT_EQ(ht.data()[2], 2.f) << "host tensor allReduce";
+  }
+  int device_ = 0;
+  std::unique_ptr<Backend> be_;
+};
+
+TEST_F(DeviceComm, HostStagedMatchesHostValues) {
+  CommPtr c = make(DeviceCommKind::kHostStaged);
+  EXPECT_EQ(deviceCommKind(*c), DeviceCommKind::kHostStaged);
+  exercise(*c);
+}
+
+TEST_F(DeviceComm, AutomaticKindAndNccl) {
+  // Every rank sees the same devices under one mpirun on one host: ranks share a GPU exactly
+  // when there are more local ranks than devices.
+  const bool shared = runtime().localSize() > cudaDeviceCount();
+  CommPtr host = runtime().world().split(0, runtime().rank(), "devauto");
+  CommPtr c = makeDeviceCommunicator(std::move(host), device_, be_->nativeStream());
+  EXPECT_EQ(deviceCommKind(*c), shared ? DeviceCommKind::kHostStaged : DeviceCommKind::kNccl);
+  exercise(*c);  // NCCL when each rank has its own GPU, else the staged fallback again
+}
+
+}  // namespace
+}  // namespace sw
