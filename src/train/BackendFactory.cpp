@@ -35,4 +35,13 @@ std::unique_ptr<Backend> makeBackend(const RuntimeSection& rt) {
   return makeCpuBackend(threads, rt.cpuConv == "im2col" ? CpuConv::kIm2col : CpuConv::kAuto);
 }
 
+std::unique_ptr<Backend> makeTrainingBackend(const RuntimeSection& rt) {
+  if (rt.device == "cuda")
+    throw ConfigError("runtime.device = cuda: training on the CUDA backend is not wired into the trainers yet "
+                      "(the backend and its tests exist, README 'GPU'); use runtime.device = cpu or auto");
+  RuntimeSection cpu = rt;
+  cpu.device = "cpu";
+  return makeBackend(cpu);
+}
+
 }  // namespace sw

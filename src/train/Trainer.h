@@ -106,5 +106,9 @@ class Trainer {
 
 // Creates the backend named by runtime.device ("cpu", "cuda", "auto").
 std::unique_ptr<Backend> makeBackend(const RuntimeSection& rt);
+// The backend a trainer runs on. The trainers do not yet move batches, messages and checkpoints
+// between host and device, so until they do: auto trains on the CPU, and cuda is refused with a
+// ConfigError (exit 2) instead of failing at the first layer.
+std::unique_ptr<Backend> makeTrainingBackend(const RuntimeSection& rt);
 
 }  // namespace sw
