@@ -227,6 +227,8 @@ const std::vector<Key>& keys() {
        }},
       {"optim.poly_reach_zero", "true", "poly schedule: true = lr0 (1 - (e+1)/T)^2, 0 in the last epoch (PETRA); false = lr0 (1 - e/T)^2 from lr0 on (SpecTrain)",
        [](TrainConfig& c, const std::string& v) { c.lr.polyReachZero = toBool("optim.poly_reach_zero", v); }},
+      {"optim.poly_per_iteration", "false", "poly schedule: lr0 (1 - t/T)^2 with t = epoch + iteration/N, annealed every iteration to ~0 at the last step (overrides poly_reach_zero)",
+       [](TrainConfig& c, const std::string& v) { c.lr.polyPerIteration = toBool("optim.poly_per_iteration", v); }},
       {"optim.milestones", "", "step schedule: epochs at which lr is multiplied by factor",
        [](TrainConfig& c, const std::string& v) {
          c.lr.milestones.clear();

@@ -41,7 +41,9 @@ float LrSchedule::at(int epoch, int64_t iter, int64_t itersPerEpoch) const {
         return static_cast<float>(c_.etaMin + (lr0 - c_.etaMin) * 0.5 * (1.0 + std::cos(M_PI * e / c_.tMax)));
       return static_cast<float>(0.5 * lr0 * (1.0 + std::cos(M_PI * e / (T + 1.0))));
     case LrKind::kPoly: {
-      const double f = std::max(0.0, 1.0 - (e + (c_.polyReachZero ? 1.0 : 0.0)) / T);
+      const double t = c_.polyPerIteration ? e + double(iter) / double(std::max<int64_t>(1, itersPerEpoch))
+                                           : e + (c_.polyReachZero ? 1.0 : 0.0);
+      const double f = std::max(0.0, 1.0 - t / T);
       return static_cast<float>(lr0 * f * f);
     }
   }

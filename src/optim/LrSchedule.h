@@ -3,7 +3,8 @@
 // warm-up lr0 (i+1)/(W N) over W epochs; then constant, step (milestones, factor), cosine or
 // polynomial (power 2) over the remaining epochs: the PETRA system's lr0 (1 - (e+1)/T)^2, which
 // is 0 in the last epoch, or (polyReachZero = false) the SpecTrain system's lr0 (1 - e/T)^2, which
-// starts at lr0 and keeps training in the last epoch.
+// starts at lr0 and keeps training in the last epoch; or (polyPerIteration) lr0 (1 - t/T)^2 with
+// t = e + i/N advancing every iteration, annealing smoothly to ~0 at the last step.
 #pragma once
 #include <string>
 #include <vector>
@@ -28,6 +29,7 @@ struct LrConfig {
   int tMax = 0;
   float etaMin = 0.f;
   bool polyReachZero = true;
+  bool polyPerIteration = false;
 };
 
 class LrSchedule {

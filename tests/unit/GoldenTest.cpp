@@ -376,6 +376,12 @@ TEST(Golden, LrPolySpecTrainStartsAtBase) {
     for (int64_t i : {0, 7}) EXPECT_FLOAT_EQ(s.at(e, i, 8), 0.05f * float((4 - e) * (4 - e)) / 16.f) << e;
   c.polyReachZero = true;
   EXPECT_EQ(LrSchedule(c).at(3, 0, 8), 0.f);
+  // Per iteration: t = e + i/N.
+  c.polyPerIteration = true;
+  const LrSchedule it(c);
+  EXPECT_FLOAT_EQ(it.at(0, 0, 8), 0.05f);
+  EXPECT_FLOAT_EQ(it.at(1, 4, 8), 0.05f * 2.5f * 2.5f / 16.f);
+  EXPECT_FLOAT_EQ(it.at(3, 7, 8), 0.05f * (1.f / 8.f) * (1.f / 8.f) / 16.f);
 }
 
 // ---------------------------------------------------------------------------------------------
