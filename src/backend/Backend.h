@@ -170,6 +170,9 @@ enum class CpuConv { kAuto, kIm2col };
 
 // The CPU backend, created once per process.
 std::unique_ptr<Backend> makeCpuBackend(int threads, CpuConv conv = CpuConv::kAuto);
+// The CPU backend behind a device tag (runtime.device = cpu-staged, for tests): its tensors are
+// host memory that the trainers must stage like device memory (see StagingTestBackend.cpp).
+std::unique_ptr<Backend> makeStagingTestBackend(int threads, CpuConv conv = CpuConv::kAuto);
 
 struct CudaOptions {
   // TF32 tensor-core math for GEMM and convolutions: faster on Ampere and later, ~1e-3 relative

@@ -15,6 +15,29 @@ void waitAll(std::vector<WorkPtr>& works) {
 
 namespace {
 
+class CompletionWork final : public Work {
+ public:
+  CompletionWork(WorkPtr inner, std::function<void()> onDone) : inner_(std::move(inner)), onDone_(std::move(onDone)) {}
+  ~CompletionWork() override {
+    try {
+      wait();
+    } catch (...) {  // a destructor must not throw; wait() already reported through the caller
+    }
+  }
+  void wait() override {
+    if (finished_) return;
+    finished_ = true;
+    inner_->wait();
+    if (onDone_) onDone_();
+  }
+  bool done() override { return finished_ || inner_->done(); }
+
+ private:
+  WorkPtr inner_;
+  std::function<void()> onDone_;
+  bool finished_ = false;
+};
+
 class DoneWork : public Work {
  public:
   void wait() override {}
@@ -52,6 +75,10 @@ class SelfCommunicator : public Communicator {
 };
 
 }  // namespace
+
+WorkPtr withCompletion(WorkPtr inner, std::function<void()> onDone) {
+  return std::make_unique<CompletionWork>(std::move(inner), std::move(onDone));
+}
 
 CommPtr makeSelfCommunicator() { return std::make_unique<SelfCommunicator>(); }
 

@@ -3,6 +3,7 @@
 // implementation everywhere (host buffers); NCCL plugs in behind the same interface for device
 // tensors. Every wait is bounded by a watchdog timeout and throws CommError naming the peer.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -62,8 +63,33 @@ class Communicator {
 };
 using CommPtr = std::unique_ptr<Communicator>;
 
+// A communicator layered over another (`host_`, same ranks): rank, size, name and the control
+// plane go to it unchanged; subclasses decide how tensors travel (device communicators).
+class WrappingCommunicator : public Communicator {
+ public:
+  explicit WrappingCommunicator(CommPtr host) : host_(std::move(host)) { opts_ = host_->options(); }
+  int rank() const override { return host_->rank(); }
+  int size() const override { return host_->size(); }
+  const std::string& name() const override { return host_->name(); }
+  void barrier() override { host_->barrier(); }
+  void allReduceValues(std::vector<double>& v, ReduceOp op) override { host_->allReduceValues(v, op); }
+  void broadcastString(std::string& s, int root) override { host_->broadcastString(s, root); }
+  [[noreturn]] void abort(int code) override {
+    host_->abort(code);
+    __builtin_unreachable();  // Communicator::abort never returns
+  }
+
+ protected:
+  CommPtr host_;
+};
+
 // Waits for every work in `works` and clears it.
 void waitAll(std::vector<WorkPtr>& works);
+
+// `inner`, with `onDone` run once, on the waiting thread, after it completes (a staged
+// communicator copies a host buffer back to the device there). done() polls `inner`; like every
+// Work, destroying it unfinished waits (and swallows the error the caller already saw).
+WorkPtr withCompletion(WorkPtr inner, std::function<void()> onDone);
 
 // The one-process communicator (size 1): collectives are identities, p2p is an error. Lets the
 // single-process trainer and unit tests run the same code without MPI.

@@ -22,26 +22,14 @@ void cudaCall(cudaError_t e, const std::string& what) {
 
 // Operations shared by both kinds: the control plane and host tensors go to the host
 // communicator; only device tensors take the subclass's path.
-class DeviceCommBase : public Communicator {
+class DeviceCommBase : public WrappingCommunicator {
  public:
   DeviceCommBase(CommPtr host, int device, cudaStream_t compute)
-      : host_(std::move(host)), device_(device), compute_(compute) {
-    opts_ = host_->options();
-  }
-  int rank() const override { return host_->rank(); }
-  int size() const override { return host_->size(); }
-  const std::string& name() const override { return host_->name(); }
+      : WrappingCommunicator(std::move(host)), device_(device), compute_(compute) {}
   CommPtr split(int color, int key, const std::string& name) const override {
     CommPtr sub = host_->split(color, key, name);
     if (!sub) return nullptr;
     return makeDeviceCommunicator(std::move(sub), device_, compute_);
-  }
-  void barrier() override { host_->barrier(); }
-  void allReduceValues(std::vector<double>& v, ReduceOp op) override { host_->allReduceValues(v, op); }
-  void broadcastString(std::string& s, int root) override { host_->broadcastString(s, root); }
-  [[noreturn]] void abort(int code) override {
-    host_->abort(code);
-    __builtin_unreachable();  // Communicator::abort never returns
   }
 
   WorkPtr send(const Tensor& t, int peer, int tag) override {
@@ -75,7 +63,6 @@ class DeviceCommBase : public Communicator {
                       ", communicator on cuda:" + std::to_string(device_));
   }
 
-  CommPtr host_;
   int device_;
   cudaStream_t compute_;
 };
@@ -83,31 +70,6 @@ class DeviceCommBase : public Communicator {
 // ---- host-staged MPI --------------------------------------------------------------------------
 
 // Waits for the MPI part, then copies the host result back to the device on the compute stream.
-class StagedWork final : public Work {
- public:
-  StagedWork(WorkPtr inner, std::function<void()> finish)
-      : inner_(std::move(inner)), finish_(std::move(finish)) {}
-  ~StagedWork() override {
-    try {
-      wait();
-    } catch (...) {  // a destructor must not throw; wait() already reported through the caller
-    }
-  }
-  void wait() override {
-    if (finished_) return;
-    finished_ = true;
-    inner_->wait();
-    if (finish_) finish_();
-  }
-  // True once the network part is done: wait() then only queues the copy back.
-  bool done() override { return finished_ || inner_->done(); }
-
- private:
-  WorkPtr inner_;
-  std::function<void()> finish_;
-  bool finished_ = false;
-};
-
 class StagedCommunicator final : public DeviceCommBase {
  public:
   using DeviceCommBase::DeviceCommBase;
@@ -132,29 +94,29 @@ class StagedCommunicator final : public DeviceCommBase {
   WorkPtr deviceSend(const Tensor& t, int peer, int tag) override {
     Tensor h = toHost(t, "send");
     WorkPtr w = host_->send(h, peer, tag);
-    return std::make_unique<StagedWork>(std::move(w), [h] {});  // keeps h alive until wait()
+    return withCompletion(std::move(w), [h] {});  // keeps h alive until wait()
   }
   WorkPtr deviceRecv(Tensor& t, int peer, int tag) override {
     checkDevice(t, "recv");
     Tensor h = Tensor::empty(t.shape());
     WorkPtr w = host_->recv(h, peer, tag);
-    return std::make_unique<StagedWork>(std::move(w), copyBack(h, t, "recv"));
+    return withCompletion(std::move(w), copyBack(h, t, "recv"));
   }
   WorkPtr deviceAllReduce(Tensor& t, ReduceOp op) override {
     Tensor h = toHost(t, "allReduce");
     WorkPtr w = host_->allReduce(h, op);
-    return std::make_unique<StagedWork>(std::move(w), copyBack(h, t, "allReduce"));
+    return withCompletion(std::move(w), copyBack(h, t, "allReduce"));
   }
   WorkPtr deviceBroadcast(Tensor& t, int root) override {
     Tensor h = toHost(t, "broadcast");
     WorkPtr w = host_->broadcast(h, root);
-    return std::make_unique<StagedWork>(std::move(w), copyBack(h, t, "broadcast"));
+    return withCompletion(std::move(w), copyBack(h, t, "broadcast"));
   }
   WorkPtr deviceAllGather(const Tensor& in, Tensor& out) override {
     checkDevice(out, "allGather");
     Tensor h = toHost(in, "allGather"), ho = Tensor::empty(out.shape());
     WorkPtr w = host_->allGather(h, ho);
-    return std::make_unique<StagedWork>(std::move(w), copyBack(ho, out, "allGather"));
+    return withCompletion(std::move(w), copyBack(ho, out, "allGather"));
   }
 };
 
@@ -265,7 +227,11 @@ class NcclCommunicator final : public DeviceCommBase {
 
  protected:
   // Orders the communication stream after the compute stream, runs `op` on it, returns its Work.
-  WorkPtr enqueue(const std::string& what, const std::function<ncclResult_t(cudaStream_t)>& op) {
+  // `keep`: the tensors the operation reads or writes. The work holds them until it is
+  // destroyed: a tensor dropped by the caller right after posting (the executor's sends) must not
+  // return to the caching allocator, and be reused on the compute stream, while NCCL still uses it.
+  WorkPtr enqueue(const std::string& what, std::vector<Tensor> keep,
+                  const std::function<ncclResult_t(cudaStream_t)>& op) {
     if (st_->aborted) throw CommError(st_->name + ": used after an abort");
     cudaEvent_t ready, done;
     cudaCall(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), what);
@@ -280,31 +246,33 @@ class NcclCommunicator final : public DeviceCommBase {
       throw;
     }
     cudaCall(cudaEventRecord(done, st_->stream), what);
-    return std::make_unique<NcclWork>(st_, done, compute_, opts_.timeoutSeconds, st_->name + ": " + what);
+    return withCompletion(
+        std::make_unique<NcclWork>(st_, done, compute_, opts_.timeoutSeconds, st_->name + ": " + what),
+        [keep = std::move(keep)] {});
   }
   std::string peerWhat(const char* op, int peer) const { return std::string(op) + " peer " + std::to_string(peer); }
 
   WorkPtr deviceSend(const Tensor& t, int peer, int) override {
     checkDevice(t, "send");
-    return enqueue(peerWhat("send to", peer), [&](cudaStream_t s) {
+    return enqueue(peerWhat("send to", peer), {t}, [&](cudaStream_t s) {
       return ncclSend(t.data(), size_t(t.numel()), ncclFloat, peer, st_->comm, s);
     });
   }
   WorkPtr deviceRecv(Tensor& t, int peer, int) override {
     checkDevice(t, "recv");
-    return enqueue(peerWhat("recv from", peer), [&](cudaStream_t s) {
+    return enqueue(peerWhat("recv from", peer), {t}, [&](cudaStream_t s) {
       return ncclRecv(t.data(), size_t(t.numel()), ncclFloat, peer, st_->comm, s);
     });
   }
   WorkPtr deviceAllReduce(Tensor& t, ReduceOp op) override {
     checkDevice(t, "allReduce");
-    return enqueue("allReduce", [&](cudaStream_t s) {
+    return enqueue("allReduce", {t}, [&](cudaStream_t s) {
       return ncclAllReduce(t.data(), t.data(), size_t(t.numel()), ncclFloat, ncclOp(op), st_->comm, s);
     });
   }
   WorkPtr deviceBroadcast(Tensor& t, int root) override {
     checkDevice(t, "broadcast");
-    return enqueue("broadcast", [&](cudaStream_t s) {
+    return enqueue("broadcast", {t}, [&](cudaStream_t s) {
       return ncclBroadcast(t.data(), t.data(), size_t(t.numel()), ncclFloat, root, st_->comm, s);
     });
   }
@@ -313,7 +281,7 @@ class NcclCommunicator final : public DeviceCommBase {
     checkDevice(out, "allGather");
     if (out.numel() != in.numel() * size())
       throw CommError(name() + ": allGather of " + in.shape().str() + " into " + out.shape().str());
-    return enqueue("allGather", [&](cudaStream_t s) {
+    return enqueue("allGather", {in, out}, [&](cudaStream_t s) {
       return ncclAllGather(in.data(), out.data(), size_t(in.numel()), ncclFloat, st_->comm, s);
     });
   }

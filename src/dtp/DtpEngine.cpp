@@ -73,7 +73,7 @@ StepStats DtpEngine::step(const Batch& batch, int64_t step, float lr) {
       case Op::kSyncFeedback:
         // In place: the owner sends its freshly trained weight, the others receive it. Biases
         // never change (zero L-DRL gradient), so they are not sent.
-        pending.push_back(world_.broadcast(g_.block(in.layer).weight().value, in.owner));
+        pending.push_back(tensors_->broadcast(g_.block(in.layer).weight().value, in.owner));
         break;
       case Op::kComputeTargets:
         t = Clock::now();
@@ -122,11 +122,11 @@ bool DtpEngine::checkAndResync() {
   auto& fst = fopt_->state();
   const auto fparams = f_.params();
   for (size_t i = 0; i < fparams.size(); ++i) {
-    w.push_back(world_.broadcast(fparams[i]->value, 0));
+    w.push_back(tensors_->broadcast(fparams[i]->value, 0));
     // Momentum buffers exist after the first step on every rank alike.
-    if (fst[i].buf.defined()) w.push_back(world_.broadcast(fst[i].buf, 0));
+    if (fst[i].buf.defined()) w.push_back(tensors_->broadcast(fst[i].buf, 0));
   }
-  for (Param* p : g_.params()) w.push_back(world_.broadcast(p->value, 0));
+  for (Param* p : g_.params()) w.push_back(tensors_->broadcast(p->value, 0));
   waitAll(w);
   return true;
 }

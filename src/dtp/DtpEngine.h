@@ -38,6 +38,9 @@ class DtpEngine {
   const DtpProgram& program() const { return program_; }
   const std::vector<ForwardBlockInfo>& info() const { return info_; }
   const Hyper& hyper() const { return hp_; }
+  // The communicator the weight broadcasts use: by default the world; a device backend's trainer
+  // sets the device-aware duplicate of it (schedule/TrainingComm.h). Same ranks, same order.
+  void setTensorCommunicator(Communicator& c) { tensors_ = &c; }
 
   // FNV-1a hash over the bits of every F and G parameter (bit-identical replicas hash equal).
   uint64_t weightsHash();
@@ -50,6 +53,7 @@ class DtpEngine {
   FeedbackNet& g_;
   Hyper hp_;
   Communicator& world_;
+  Communicator* tensors_ = &world_;
   std::vector<int> owner_;
   std::vector<ForwardBlockInfo> info_;
   DtpProgram program_;

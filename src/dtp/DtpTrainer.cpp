@@ -4,7 +4,6 @@
 // and sequential and layer-parallel runs draw the same noise.
 #include "dtp/DtpTrainer.h"
 
-
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -14,6 +13,7 @@
 #include "core/Error.h"
 #include "core/Log.h"
 #include "dtp/DtpCheckpoint.h"
+#include "schedule/TrainingComm.h"
 
 namespace fs = std::filesystem;
 
@@ -80,6 +80,9 @@ void DtpTrainer::prepare() {
                                    << std::fixed << std::setprecision(2) << total / std::max(worst, 1e-30) << "x)");
     }
   });
+  // Collective: feedback weights of a device backend are broadcast through the device-aware world.
+  deviceWorld_ = makeTrainingWorld(*world_, *be_);
+  if (deviceWorld_) engine_->setTensorCommunicator(*deviceWorld_);
   if (!resumeDir_.empty()) {
     agree(*world_, [&] {
       CheckpointStore store(resumeDir_);

@@ -48,6 +48,7 @@ class DtpTrainer {
   std::string outDir_, resumeDir_;
   CommPtr self_;
   Communicator* world_ = nullptr;
+  CommPtr deviceWorld_;  // world for device tensors (schedule/TrainingComm.h); null on the CPU backend
   std::unique_ptr<Backend> be_;
   DataSplits data_;
   std::unique_ptr<BatchLoader> loader_;

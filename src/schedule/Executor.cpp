@@ -1,8 +1,9 @@
 // The executor: one switch over instructions. Ordering rules that keep it deadlock-free are the
 // Validator's: posting a send or receive never blocks; only consuming received data (Forward,
 // Backward) or a collective (ReduceGrads) waits, and every wait is bounded by the communicator's
-// watchdog. Received tensors land in host buffers (MPI is host-only here) and are moved to the
-// backend's device when consumed.
+// watchdog. Messages are tensors of the backend's device, handed to the communicator as they
+// are: on a device backend the pipe and data communicators are device-aware (TrainingComm.h:
+// NCCL, or host staging around MPI), on the CPU they are MPI itself and nothing is copied.
 #include "schedule/Executor.h"
 
 #include <algorithm>
@@ -37,7 +38,7 @@ struct Executor::Slot {
   int mb = -1;
   int64_t rows = 0;
   Tensor in, labels, out, gin, gout;
-  Tensor actBuf, gradBuf, reconBuf;  // host receive buffers
+  Tensor actBuf, gradBuf, reconBuf;  // receive buffers, on the backend's device
   WorkPtr actWork, gradWork, reconWork;
   Ctx ctx, lossCtx;
   // Retain::kInput / kReconstruct: per block of the stage, the input kept (if any) and the
@@ -57,7 +58,7 @@ struct Executor::Slot {
 
 struct Executor::Bucket {
   std::vector<Param*> params;
-  Tensor flat;  // host
+  Tensor flat;  // on the backend's device
   WorkPtr work;
   bool launched = false;
 };
@@ -80,7 +81,7 @@ Executor::Executor(StageContext ctx, ExecutorOptions opts)
     if ((bytes >= opts_.bucketBytes || i == c_.range.begin) && !cur->params.empty()) {
       int64_t n = 0;
       for (Param* p : cur->params) n += p->value.numel();
-      cur->flat = Tensor::empty(Shape({n}));
+      cur->flat = c_.be->empty(Shape({n}));
       blockBuckets_[i - c_.range.begin].push_back(buckets_.size());
       buckets_.push_back(std::move(cur));
       cur = std::make_unique<Bucket>();
@@ -242,30 +243,30 @@ void Executor::dispatch(const Instr& in, const RoundInputs& ri, RoundStats& st) 
       Slot& s = slot(in);
       s.mb = in.mb;
       s.rows = ri.rows(in.mb);
-      s.actBuf = Tensor::empty(inputShape(s.rows));
+      s.actBuf = c_.be->empty(inputShape(s.rows));
       s.actWork = c_.pipe->recv(s.actBuf, in.peer, in.tag);
       break;
     }
     case Op::kRecvGrad: {
       Slot& s = slot(in);
       if (in.tag == kTagRecon) {
-        s.reconBuf = Tensor::empty(outputShape(s.rows));
+        s.reconBuf = c_.be->empty(outputShape(s.rows));
         s.reconWork = c_.pipe->recv(s.reconBuf, in.peer, in.tag);
         break;
       }
       if (in.loss >= 0) {
         Tensor& buf = s.lossBuf[in.loss];
-        buf = Tensor::empty(outputShape(s.rows));
+        buf = c_.be->empty(outputShape(s.rows));
         s.lossWork[in.loss] = c_.pipe->recv(buf, in.peer, in.tag);
         break;
       }
-      s.gradBuf = Tensor::empty(outputShape(s.rows));
+      s.gradBuf = c_.be->empty(outputShape(s.rows));
       s.gradWork = c_.pipe->recv(s.gradBuf, in.peer, in.tag);
       break;
     }
     case Op::kSendAct: {
       Slot& s = slot(in);
-      postSend(c_.be->toHost(s.out), in.peer, in.tag, st);
+      postSend(s.out, in.peer, in.tag, st);
       s.out = Tensor();
       if (ri.phase != Phase::kTrain) {
         s.reset();
@@ -285,7 +286,7 @@ void Executor::dispatch(const Instr& in, const RoundInputs& ri, RoundStats& st) 
       Slot& s = slot(in);
       if (in.tag == kTagRecon) {
         if (!s.reconIn.defined()) throw Error("no input of mb " + std::to_string(in.mb) + " to send back");
-        sends_.push_back(c_.pipe->send(c_.be->toHost(s.reconIn), in.peer, in.tag));
+        sends_.push_back(c_.pipe->send(s.reconIn, in.peer, in.tag));
         s.reconIn = Tensor();
         break;
       }
@@ -294,12 +295,12 @@ void Executor::dispatch(const Instr& in, const RoundInputs& ri, RoundStats& st) 
         if (it == s.lossDx.end())
           throw Error("SendGrad of loss " + std::to_string(in.loss) + " for mb " + std::to_string(in.mb) +
                       ": no such input gradient on stage " + std::to_string(c_.coord.stage));
-        postSend(c_.be->toHost(it->second), in.peer, in.tag, st);
+        postSend(it->second, in.peer, in.tag, st);
         s.lossDx.erase(it);
         if (s.ctxDone && s.lossDx.empty()) s.reset();
         break;
       }
-      postSend(c_.be->toHost(s.gout), in.peer, in.tag, st);
+      postSend(s.gout, in.peer, in.tag, st);
       s.reset();
       break;
     }
@@ -358,7 +359,7 @@ void Executor::forward(const Instr& in, const RoundInputs& ri, RoundStats& st) {
     s.actWork->wait();
     s.actWork.reset();
     st.wait += since(tw);
-    s.in = c_.be->fromHost(s.actBuf);
+    s.in = s.actBuf;
     s.actBuf = Tensor();
   }
   const auto t = Clock::now();
@@ -410,7 +411,7 @@ void Executor::backward(const Instr& in, bool overlapReduce, RoundStats& st) {
       s.reconWork.reset();
     }
     st.wait += since(tw);
-    dy = c_.be->fromHost(s.gradBuf);
+    dy = s.gradBuf;
     s.gradBuf = Tensor();
   }
   const auto t = Clock::now();
@@ -442,7 +443,7 @@ void Executor::launchBucket(Bucket& b) {
   int64_t off = 0;
   for (Param* p : b.params) {
     Tensor dst = b.flat.slice(off, off + p->value.numel()).reshape(p->value.shape());
-    if (p->gradFresh) dst.fill(0.f);
+    if (p->gradFresh) c_.be->fill(dst, 0.f);
     else c_.be->copy(p->grad, dst);
     off += p->value.numel();
   }
@@ -501,7 +502,7 @@ Tensor Executor::recomputedBackward(Slot& s, const Tensor& dy, InputGrad ig) {
   Rng& rng = c_.model->dropoutRng();
   const Rng::State live = rng.state();
   Tensor g = dy;
-  Tensor out = s.reconBuf.defined() ? c_.be->fromHost(s.reconBuf) : Tensor();
+  Tensor out = s.reconBuf;
   s.reconBuf = Tensor();
   if (opts_.storage == Retain::kInput) {
     // One recompute of the whole stage from its input, then a normal backward.
@@ -600,7 +601,7 @@ void Executor::lossBackward(const Instr& in, RoundStats& st) {
     w->second->wait();
     st.wait += since(tw);
     s.lossWork.erase(w);
-    s.lossDy[j] = c_.be->fromHost(s.lossBuf.at(j));
+    s.lossDy[j] = s.lossBuf.at(j);
     s.lossBuf.erase(j);
   }
   auto dyIt = s.lossDy.find(j);

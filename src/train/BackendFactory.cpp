@@ -3,7 +3,8 @@
 // when there are more ranks than GPUs), an error when no device is usable; auto: cuda when a
 // device is usable, else the CPU. CPU threads: runtime.threads, else OMP_NUM_THREADS, else the
 // host's cores divided among the ranks that share it (the single-node rank simulation must not
-// run ranks x cores threads).
+// run ranks x cores threads). cpu-staged: the CPU backend behind a device tag, which makes the
+// trainers stage every tensor they exchange or read like device memory (tests of that path).
 #include <omp.h>
 
 #include <cstdlib>
@@ -32,16 +33,11 @@ std::unique_ptr<Backend> makeBackend(const RuntimeSection& rt) {
     if (const char* e = std::getenv("OMP_NUM_THREADS")) threads = std::atoi(e);
     if (threads <= 0) threads = std::max(1, omp_get_num_procs() / std::max(1, rt.localRanks));
   }
-  return makeCpuBackend(threads, rt.cpuConv == "im2col" ? CpuConv::kIm2col : CpuConv::kAuto);
+  const CpuConv conv = rt.cpuConv == "im2col" ? CpuConv::kIm2col : CpuConv::kAuto;
+  if (rt.device == "cpu-staged") return makeStagingTestBackend(threads, conv);
+  return makeCpuBackend(threads, conv);
 }
 
-std::unique_ptr<Backend> makeTrainingBackend(const RuntimeSection& rt) {
-  if (rt.device == "cuda")
-    throw ConfigError("runtime.device = cuda: training on the CUDA backend is not wired into the trainers yet "
-                      "(the backend and its tests exist, README 'GPU'); use runtime.device = cpu or auto");
-  RuntimeSection cpu = rt;
-  cpu.device = "cpu";
-  return makeBackend(cpu);
-}
+std::unique_ptr<Backend> makeTrainingBackend(const RuntimeSection& rt) { return makeBackend(rt); }
 
 }  // namespace sw

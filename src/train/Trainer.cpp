@@ -25,6 +25,7 @@
 #include "core/Error.h"
 #include "core/Log.h"
 #include "schedule/Schedule.h"
+#include "schedule/TrainingComm.h"
 #include "train/ParleDriver.h"
 
 namespace fs = std::filesystem;
@@ -144,9 +145,12 @@ void Trainer::prepare() {
     if (spec_.stages > 1 && !cfg_.pipe.partition.empty())
       partitionExplicit(cfg_.pipe.partition, model_->numBlocks(), spec_.stages, "pipe.partition");
   });
-  // Communicators and the stage partition (collectives, identical on every rank).
-  pipe_ = world_->split(coord_.replica, coord_.stage, "pipe[replica " + std::to_string(coord_.replica) + "]");
-  data_ = world_->split(coord_.stage, coord_.replica, "data[stage " + std::to_string(coord_.stage) + "]");
+  // Communicators and the stage partition (collectives, identical on every rank). On a device
+  // backend, activations, gradients and buckets cross ranks through the device-aware world.
+  deviceWorld_ = makeTrainingWorld(*world_, *be_);
+  Communicator& tensorWorld = deviceWorld_ ? *deviceWorld_ : *world_;
+  pipe_ = tensorWorld.split(coord_.replica, coord_.stage, "pipe[replica " + std::to_string(coord_.replica) + "]");
+  data_ = tensorWorld.split(coord_.stage, coord_.replica, "data[stage " + std::to_string(coord_.stage) + "]");
   choosePartition();
   ExecutorOptions eo{.bucketBytes = size_t(cfg_.dp.bucketMb * (1 << 20))};
   eo.jitterMicros = cfg_.runtime.jitterUs;

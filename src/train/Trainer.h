@@ -78,6 +78,7 @@ class Trainer {
   std::string outDir_, resumeDir_;
   CommPtr self_;
   Communicator* world_ = nullptr;
+  CommPtr deviceWorld_;  // world for device tensors (TrainingComm.h); null on the CPU backend
   CommPtr pipe_, data_;
   RankCoord coord_;
   std::unique_ptr<Schedule> sched_;
@@ -106,9 +107,8 @@ class Trainer {
 
 // Creates the backend named by runtime.device ("cpu", "cuda", "auto").
 std::unique_ptr<Backend> makeBackend(const RuntimeSection& rt);
-// The backend a trainer runs on. The trainers do not yet move batches, messages and checkpoints
-// between host and device, so until they do: auto trains on the CPU, and cuda is refused with a
-// ConfigError (exit 2) instead of failing at the first layer.
+// The backend a trainer runs on: makeBackend's choice. The trainers move batches, messages,
+// checkpoints and every host read between host and device (see TrainingComm.h for messages).
 std::unique_ptr<Backend> makeTrainingBackend(const RuntimeSection& rt);
 
 }  // namespace sw

@@ -11,7 +11,7 @@ namespace sw {
 
 class DnnlConv;
 
-class CpuBackend final : public Backend {
+class CpuBackend : public Backend {
  public:
   explicit CpuBackend(int threads);
   ~CpuBackend() override;

@@ -1,0 +1,79 @@
+// Device-tensor transport for the trainers (see TrainingComm.h). The staged communicator here
+// uses only Backend copies, so it serves any device backend, the staging test backend included;
+// the NCCL communicator (comm/Nccl.h) is preferred for CUDA because it never touches the host.
+#include "schedule/TrainingComm.h"
+
+#include "core/Error.h"
+#ifdef SW_NCCL_COMM
+#include "comm/Nccl.h"
+#endif
+
+namespace sw {
+namespace {
+
+// Device tensors: device -> host copy (the backend's copy returns once the host data is there),
+// the MPI operation on the host copy, and on wait() the copy back to the device. Host tensors
+// pass through untouched.
+class BackendStagedCommunicator final : public WrappingCommunicator {
+ public:
+  BackendStagedCommunicator(CommPtr host, Backend& be) : WrappingCommunicator(std::move(host)), be_(be) {}
+  CommPtr split(int color, int key, const std::string& name) const override {
+    CommPtr sub = host_->split(color, key, name);
+    if (!sub) return nullptr;
+    return std::make_unique<BackendStagedCommunicator>(std::move(sub), be_);
+  }
+
+  // The MPI work keeps the host copy alive until it completes.
+  WorkPtr send(const Tensor& t, int peer, int tag) override { return host_->send(be_.toHost(t), peer, tag); }
+  WorkPtr recv(Tensor& t, int peer, int tag) override {
+    if (t.device().isCpu()) return host_->recv(t, peer, tag);
+    Tensor h = Tensor::empty(t.shape());
+    return backToDevice(host_->recv(h, peer, tag), h, t);
+  }
+  WorkPtr allReduce(Tensor& t, ReduceOp op) override {
+    if (t.device().isCpu()) return host_->allReduce(t, op);
+    Tensor h = be_.toHost(t);
+    return backToDevice(host_->allReduce(h, op), h, t);
+  }
+  WorkPtr broadcast(Tensor& t, int root) override {
+    if (t.device().isCpu()) return host_->broadcast(t, root);
+    Tensor h = be_.toHost(t);
+    return backToDevice(host_->broadcast(h, root), h, t);
+  }
+  WorkPtr allGather(const Tensor& in, Tensor& out) override {
+    if (out.device().isCpu()) return host_->allGather(be_.toHost(in), out);
+    Tensor h = Tensor::empty(out.shape());
+    return backToDevice(host_->allGather(be_.toHost(in), h), h, out);
+  }
+
+ private:
+  WorkPtr backToDevice(WorkPtr w, Tensor host, Tensor dev) {
+    return withCompletion(std::move(w), [this, host, dev]() mutable { be_.copy(host, dev); });
+  }
+
+  Backend& be_;
+};
+
+}  // namespace
+
+CommPtr makeTrainingCommunicator(CommPtr host, Backend& be) {
+  const Device d = be.device();
+  if (d.isCpu()) return host;
+#ifdef SW_NCCL_COMM
+  if (d.type == DeviceType::kCuda) return makeDeviceCommunicator(std::move(host), d.index, be.nativeStream());
+#endif
+  return std::make_unique<BackendStagedCommunicator>(std::move(host), be);
+}
+
+CommPtr makeTrainingWorld(Communicator& world, Backend& be) {
+  std::vector<double> hi{be.device().isCpu() ? 0.0 : 1.0}, lo = hi;
+  world.allReduceValues(hi, ReduceOp::kMax);
+  world.allReduceValues(lo, ReduceOp::kMin);
+  if (hi != lo)
+    throw ConfigError("runtime.device: some ranks train on a GPU and others on the CPU (auto on a job whose hosts "
+                      "differ); set runtime.device = cpu or cuda");
+  if (be.device().isCpu() || world.size() == 1) return nullptr;
+  return makeTrainingCommunicator(world.split(0, world.rank(), "world"), be);
+}
+
+}  // namespace sw

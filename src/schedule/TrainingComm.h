@@ -1,0 +1,23 @@
+// The communicator the trainers hand tensors to when their backend keeps tensors on a device
+// (DESIGN.md B, comm/). Host tensors always go straight to the MPI communicator underneath, so
+// the CPU path gets no wrapper and no copies. Device tensors go through NCCL when the backend is
+// CUDA and the build has NCCL (the device communicator falls back to host-staged MPI by itself
+// when ranks share a GPU); otherwise they are staged through host memory with the backend's
+// copies around the MPI operation (Debian's Open MPI is not CUDA-aware).
+#pragma once
+#include "backend/Backend.h"
+#include "comm/Communicator.h"
+
+namespace sw {
+
+// Wraps `host` for tensors on `be`'s device (returns `host` itself for the CPU backend).
+// Collective over `host` (NCCL bootstraps over it). Splits of the result are wrapped alike.
+CommPtr makeTrainingCommunicator(CommPtr host, Backend& be);
+
+// The trainers' entry: a wrapped duplicate of `world` when the backend is on a device and the job
+// has more than one rank, else nullptr (use `world` itself). Collective; every rank must run the
+// same kind of backend (runtime.device = auto on a job where only some hosts have a GPU is a
+// ConfigError on every rank).
+CommPtr makeTrainingWorld(Communicator& world, Backend& be);
+
+}  // namespace sw
