@@ -245,6 +245,8 @@ const std::vector<Key>& keys() {
       {"runtime.threads", "0", "CPU threads (0 = all cores)", [](TrainConfig& c, const std::string& v) { c.runtime.threads = int(toInt("runtime.threads", v, 0, 1024)); }},
       {"runtime.cpu_conv", "auto", "CPU convolution: auto (oneDNN direct kernels where the build has them) | im2col (batched im2col + GEMM)",
        [](TrainConfig& c, const std::string& v) { c.runtime.cpuConv = oneOf("runtime.cpu_conv", v, {"auto", "im2col"}); }},
+      {"runtime.nccl_p2p", "false", "GPU runs: point-to-point (pipeline) messages over NCCL too; default: collectives on NCCL, point-to-point staged through MPI (tag-matched, any order)",
+       [](TrainConfig& c, const std::string& v) { c.runtime.ncclP2p = toBool("runtime.nccl_p2p", v); }},
       {"runtime.device", "cpu", "cpu|cuda|auto (cpu-staged: tests only, the CPU backend run as if it were a device)",
        [](TrainConfig& c, const std::string& v) { c.runtime.device = oneOf("runtime.device", v, {"cpu", "cuda", "auto", "cpu-staged"}); }},
       // [checkpoint]

@@ -39,7 +39,8 @@ struct RuntimeSection {
   double commTimeout = 300;    // communication watchdog (seconds)
   FaultSpec fault;
   int jitterUs = 0;
-  std::string cpuConv = "auto";  // auto (oneDNN direct kernels where available) | im2col            // testing: random sleep of 0..N microseconds before each instruction
+  std::string cpuConv = "auto";
+  bool ncclP2p = false;          // pipeline messages of device tensors over NCCL (else staged MPI)  // auto (oneDNN direct kernels where available) | im2col            // testing: random sleep of 0..N microseconds before each instruction
   int localRanks = 1;          // not a key: ranks sharing this host (threads = 0 splits the cores)
   int localRank = 0;           // not a key: this rank's index on its host (picks the GPU)
 };

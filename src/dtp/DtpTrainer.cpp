@@ -81,7 +81,7 @@ void DtpTrainer::prepare() {
     }
   });
   // Collective: feedback weights of a device backend are broadcast through the device-aware world.
-  deviceWorld_ = makeTrainingWorld(*world_, *be_);
+  deviceWorld_ = makeTrainingWorld(*world_, *be_, cfg_.runtime.ncclP2p);
   if (deviceWorld_) engine_->setTensorCommunicator(*deviceWorld_);
   if (!resumeDir_.empty()) {
     agree(*world_, [&] {

@@ -54,18 +54,52 @@ class BackendStagedCommunicator final : public WrappingCommunicator {
   Backend& be_;
 };
 
+#ifdef SW_NCCL_COMM
+// Collectives on NCCL, point-to-point staged through MPI. NCCL has no tags and runs a
+// communicator's operations in issue order on one stream, so a schedule that posts a receive
+// ahead of the send its peer waits for (the executor prefetches receives, as MPI allows) could
+// deadlock on NCCL; MPI matches by tag in any order. Until pipelines are checked on GPUs,
+// pipeline messages take the staged path (runtime.nccl_p2p = true sends them over NCCL too).
+class CollectivesOnNccl final : public WrappingCommunicator {
+ public:
+  CollectivesOnNccl(CommPtr host, Backend& be)
+      : WrappingCommunicator(host->split(0, host->rank(), host->name() + ".p2p")), be_(be),
+        staged_(std::make_unique<BackendStagedCommunicator>(host_->split(0, host_->rank(), host_->name() + ".staged"), be)),
+        nccl_(makeDeviceCommunicator(std::move(host), be.device().index, be.nativeStream())) {}
+  CommPtr split(int color, int key, const std::string& name) const override {
+    CommPtr sub = host_->split(color, key, name);
+    if (!sub) return nullptr;
+    return std::make_unique<CollectivesOnNccl>(std::move(sub), be_);
+  }
+  WorkPtr send(const Tensor& t, int peer, int tag) override { return staged_->send(t, peer, tag); }
+  WorkPtr recv(Tensor& t, int peer, int tag) override { return staged_->recv(t, peer, tag); }
+  WorkPtr allReduce(Tensor& t, ReduceOp op) override { return nccl_->allReduce(t, op); }
+  WorkPtr broadcast(Tensor& t, int root) override { return nccl_->broadcast(t, root); }
+  WorkPtr allGather(const Tensor& in, Tensor& out) override { return nccl_->allGather(in, out); }
+
+ private:
+  Backend& be_;
+  CommPtr staged_, nccl_;
+};
+#endif
+
 }  // namespace
 
-CommPtr makeTrainingCommunicator(CommPtr host, Backend& be) {
+CommPtr makeTrainingCommunicator(CommPtr host, Backend& be, bool ncclP2p) {
   const Device d = be.device();
   if (d.isCpu()) return host;
 #ifdef SW_NCCL_COMM
-  if (d.type == DeviceType::kCuda) return makeDeviceCommunicator(std::move(host), d.index, be.nativeStream());
+  if (d.type == DeviceType::kCuda) {
+    if (ncclP2p) return makeDeviceCommunicator(std::move(host), d.index, be.nativeStream());
+    return std::make_unique<CollectivesOnNccl>(std::move(host), be);
+  }
+#else
+  (void)ncclP2p;
 #endif
   return std::make_unique<BackendStagedCommunicator>(std::move(host), be);
 }
 
-CommPtr makeTrainingWorld(Communicator& world, Backend& be) {
+CommPtr makeTrainingWorld(Communicator& world, Backend& be, bool ncclP2p) {
   std::vector<double> hi{be.device().isCpu() ? 0.0 : 1.0}, lo = hi;
   world.allReduceValues(hi, ReduceOp::kMax);
   world.allReduceValues(lo, ReduceOp::kMin);
@@ -73,7 +107,7 @@ CommPtr makeTrainingWorld(Communicator& world, Backend& be) {
     throw ConfigError("runtime.device: some ranks train on a GPU and others on the CPU (auto on a job whose hosts "
                       "differ); set runtime.device = cpu or cuda");
   if (be.device().isCpu() || world.size() == 1) return nullptr;
-  return makeTrainingCommunicator(world.split(0, world.rank(), "world"), be);
+  return makeTrainingCommunicator(world.split(0, world.rank(), "world"), be, ncclP2p);
 }
 
 }  // namespace sw

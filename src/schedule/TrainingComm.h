@@ -12,12 +12,13 @@ namespace sw {
 
 // Wraps `host` for tensors on `be`'s device (returns `host` itself for the CPU backend).
 // Collective over `host` (NCCL bootstraps over it). Splits of the result are wrapped alike.
-CommPtr makeTrainingCommunicator(CommPtr host, Backend& be);
+// ncclP2p: point-to-point over NCCL too (else staged through MPI; see TrainingComm.cpp).
+CommPtr makeTrainingCommunicator(CommPtr host, Backend& be, bool ncclP2p = false);
 
 // The trainers' entry: a wrapped duplicate of `world` when the backend is on a device and the job
 // has more than one rank, else nullptr (use `world` itself). Collective; every rank must run the
 // same kind of backend (runtime.device = auto on a job where only some hosts have a GPU is a
 // ConfigError on every rank).
-CommPtr makeTrainingWorld(Communicator& world, Backend& be);
+CommPtr makeTrainingWorld(Communicator& world, Backend& be, bool ncclP2p = false);
 
 }  // namespace sw

@@ -147,7 +147,7 @@ void Trainer::prepare() {
   });
   // Communicators and the stage partition (collectives, identical on every rank). On a device
   // backend, activations, gradients and buckets cross ranks through the device-aware world.
-  deviceWorld_ = makeTrainingWorld(*world_, *be_);
+  deviceWorld_ = makeTrainingWorld(*world_, *be_, cfg_.runtime.ncclP2p);
   Communicator& tensorWorld = deviceWorld_ ? *deviceWorld_ : *world_;
   pipe_ = tensorWorld.split(coord_.replica, coord_.stage, "pipe[replica " + std::to_string(coord_.replica) + "]");
   data_ = tensorWorld.split(coord_.stage, coord_.replica, "data[stage " + std::to_string(coord_.stage) + "]");
