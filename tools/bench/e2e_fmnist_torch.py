@@ -26,13 +26,17 @@ def idx(name):
 xtr, ytr = torch.from_numpy(idx("train-images-idx3-ubyte")), torch.from_numpy(idx("train-labels-idx1-ubyte"))
 xte, yte = torch.from_numpy(idx("t10k-images-idx3-ubyte")), torch.from_numpy(idx("t10k-labels-idx1-ubyte"))
 m = torch_models.lenet(dropout=0.1)
-opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
+opt = torch.optim.SGD(m.parameters(), lr=0.03, momentum=0.9)
 lossf = torch.nn.CrossEntropyLoss()
 t0 = time.perf_counter()
 for e in range(a.epochs):
     m.train()
     perm = torch.randperm(len(xtr))
+    nb = (len(xtr) + 127) // 128
     for i in range(0, len(xtr), 128):
+        # configs/fmnist_lenet.ini: poly annealed per iteration, lr0 (1 - t/T)^2, t = e + b/nb
+        for g in opt.param_groups:
+            g["lr"] = 0.03 * (1 - (e + i // 128 / nb) / a.epochs) ** 2
         j = perm[i:i + 128]
         opt.zero_grad(set_to_none=True)
         lossf(m(xtr[j]), ytr[j]).backward()
