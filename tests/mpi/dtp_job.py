@@ -6,7 +6,6 @@ and --resume finishes the run; SIGTERM checkpoints and exits 0; train.algo=dtp o
 input (exit 2, one line naming dtp_parallel, nothing written).
 usage: dtp_job.py STAGEWISE_BIN REPO_DIR
 """
-import json
 import os
 import shutil
 import signal
@@ -14,6 +13,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from jobcheck import JobCheck  # noqa: E402
 
 BIN, REPO = sys.argv[1], sys.argv[2]
 LOCAL = os.path.join(REPO, "launch", "local.sh")
@@ -23,25 +25,12 @@ BASE = ["train.algo=dtp_parallel", "data.name=synthetic", "data.synthetic_train=
         "train.batch_size=16", "train.epochs=2", "dtp.feedback_iterations=2,2,2,2,2", "checkpoint.every_steps=4",
         "runtime.comm_timeout=10", "train.log_every_seconds=1000"]
 ENV = dict(os.environ, STAGEWISE_BIN=BIN, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
-failures = []
+J = JobCheck(LOCAL, CONFIG, ENV)
+check, records = J.check, J.records
 
 
 def run(args, ranks=2, timeout=120):
-    t = time.time()
-    p = subprocess.run(["bash", LOCAL, str(ranks), CONFIG] + args, env=ENV, capture_output=True, text=True,
-                       timeout=timeout)
-    return p.returncode, time.time() - t, p.stdout + p.stderr
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-
-
-def records(d):
-    with open(os.path.join(d, "metrics.jsonl")) as f:
-        return [json.loads(l) for l in f if l.strip()]
+    return J.run(args, ranks, timeout)
 
 
 tmp = tempfile.mkdtemp(prefix="sw_dtp_job_")
@@ -90,7 +79,4 @@ try:
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
-if failures:
-    print(f"{len(failures)} check(s) failed", file=sys.stderr)
-    sys.exit(1)
-print("dtp_job: all checks passed")
+J.finish("dtp_job: all checks passed")

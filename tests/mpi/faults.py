@@ -8,7 +8,6 @@ the run (exit 0, final test record in metrics.jsonl, as many epochs as an uninte
 Also: SIGTERM to the job stops every rank at a step boundary with a checkpoint and exit 0.
 usage: faults.py STAGEWISE_BIN REPO_DIR
 """
-import json
 import os
 import shutil
 import signal
@@ -17,31 +16,21 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from jobcheck import JobCheck  # noqa: E402
+
 BIN, REPO = sys.argv[1], sys.argv[2]
 LOCAL = os.path.join(REPO, "launch", "local.sh")
 CONFIG = os.path.join(REPO, "configs", "synthetic_mlp.ini")
 BASE = ["train.algo=1f1b", "pipe.microbatches=2", "train.epochs=3", "checkpoint.every_steps=8",
         "runtime.comm_timeout=5", "train.log_every_seconds=1000"]
 ENV = dict(os.environ, STAGEWISE_BIN=BIN, OMP_NUM_THREADS="1")
-failures = []
+J = JobCheck(LOCAL, CONFIG, ENV)
+check, records = J.check, J.records
 
 
-def run(args, timeout=60):
-    t = time.time()
-    p = subprocess.run(["bash", LOCAL, "2", CONFIG] + args, env=ENV, capture_output=True, text=True,
-                       timeout=timeout)
-    return p.returncode, time.time() - t, p.stdout + p.stderr
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-
-
-def records(d):
-    with open(os.path.join(d, "metrics.jsonl")) as f:
-        return [json.loads(l) for l in f if l.strip()]
+def run(args, ranks=2, timeout=60):
+    return J.run(args, ranks, timeout)
 
 
 tmp = tempfile.mkdtemp(prefix="sw_faults_")
@@ -75,7 +64,4 @@ try:
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
-if failures:
-    print(f"{len(failures)} check(s) failed", file=sys.stderr)
-    sys.exit(1)
-print("all fault checks passed")
+J.finish("all fault checks passed")

@@ -23,6 +23,22 @@
 namespace sw {
 namespace {
 
+// Sum over samples and positions of channel j of an [n, c, sp] tensor of f(value): float within
+// a plane (vectorised), double across planes.
+template <class F>
+double channelSum(const float* p, int64_t n, int64_t c, int64_t j, int64_t sp, F f) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* q = p + (i * c + j) * sp;
+    float t = 0;
+#pragma omp simd reduction(+ : t)
+    for (int64_t k = 0; k < sp; ++k) t += f(q[k]);
+    s += t;
+  }
+  return s;
+}
+inline float identity(float v) { return v; }
+
 // Copies the receptive fields of samples [0, b) of x into col: row (c, r, s), column
 // (i, oy, ox). Zero padding is written explicitly so col needs no clearing.
 void im2col(const float* x, int64_t b, const ConvGeom& g, float* col) {
@@ -183,14 +199,7 @@ void CpuBackend::biasGrad(const Tensor& dy, Tensor& db, Accumulate acc) {
   float* out = db.data();
 #pragma omp parallel for if (dy.numel() > 32768)
   for (int64_t j = 0; j < f; ++j) {
-    double s = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      const float* q = p + (i * f + j) * sp;
-      float t = 0;
-#pragma omp simd reduction(+ : t)
-      for (int64_t k = 0; k < sp; ++k) t += q[k];
-      s += t;
-    }
+    const double s = channelSum(p, n, f, j, sp, identity);
     out[j] = static_cast<float>(acc == Accumulate::kYes ? out[j] + s : s);
   }
 }
@@ -538,24 +547,9 @@ void CpuBackend::batchNormForwardTrain(const Tensor& x, const Tensor& gamma, con
 #pragma omp parallel for schedule(static)
   for (int64_t j = 0; j < c; ++j) {
     // Two passes in double: the mean first, then the centred sum of squares (no cancellation).
-    double s = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      const float* q = xp + (i * c + j) * sp;
-      float t = 0;
-#pragma omp simd reduction(+ : t)
-      for (int64_t k = 0; k < sp; ++k) t += q[k];
-      s += t;
-    }
-    const double mean = s / m;
-    double ss = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      const float* q = xp + (i * c + j) * sp;
-      const float mf = static_cast<float>(mean);
-      float t = 0;
-#pragma omp simd reduction(+ : t)
-      for (int64_t k = 0; k < sp; ++k) t += (q[k] - mf) * (q[k] - mf);
-      ss += t;
-    }
+    const double mean = channelSum(xp, n, c, j, sp, identity) / m;
+    const float mf = static_cast<float>(mean);
+    const double ss = channelSum(xp, n, c, j, sp, [mf](float v) { return (v - mf) * (v - mf); });
     const double var = ss / m;
     const float inv = static_cast<float>(1.0 / std::sqrt(var + o.eps));
     saveMean.data()[j] = static_cast<float>(mean);
