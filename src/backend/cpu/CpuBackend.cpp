@@ -1,6 +1,7 @@
 // CpuBackend: host implementation of every Backend op. Loops are written so that each OpenMP
 // thread owns disjoint output elements (no atomics), which also makes results independent of the
-// thread count except inside BLAS.
+// thread count except inside BLAS and oneDNN's convolution kernels (deterministic for a given
+// thread count).
 #include "backend/cpu/CpuBackend.h"
 
 #include <cblas.h>

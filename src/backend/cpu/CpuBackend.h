@@ -1,6 +1,7 @@
-// CpuBackend: reference and fast host implementation. GEMM on OpenBLAS (OpenMP build, so BLAS and
-// our loops share one thread pool instead of two pools spinning against each other); convolution
-// as batched im2col + one large GEMM per group of samples; everything else as OpenMP loops.
+// CpuBackend: reference and fast host implementation. GEMM on oneDNN's sgemm or OpenBLAS (OpenMP
+// builds, so the libraries and our loops share one thread pool instead of pools spinning against
+// each other); convolution on oneDNN's direct kernels where they exist for the shape (DnnlConv),
+// else as batched im2col + one large GEMM per group of samples; everything else as OpenMP loops.
 #pragma once
 #include <memory>
 #include <vector>
