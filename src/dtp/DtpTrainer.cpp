@@ -48,7 +48,7 @@ void DtpTrainer::prepare() {
                         ": DTP updates after every batch (its targets depend on the current weights); use 1");
     if (cfg_.pipe.microbatches != 1 || cfg_.pipe.stages > 1)
       throw ConfigError("pipe.*: train.algo = " + algo + " does not pipeline (pipe.stages and pipe.microbatches must stay 1)");
-    be_ = makeTrainingBackend(cfg_.runtime);
+    be_ = makeBackend(cfg_.runtime);
     data_ = loadData(cfg_.data);
     if (data_.train.classes != data_.test.classes)
       throw DataError("train and test splits disagree on the class count (" + std::to_string(data_.train.classes) +

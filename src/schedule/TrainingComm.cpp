@@ -14,7 +14,7 @@ namespace {
 // Device tensors: device -> host copy (the backend's copy returns once the host data is there),
 // the MPI operation on the host copy, and on wait() the copy back to the device. Host tensors
 // pass through untouched.
-class BackendStagedCommunicator final : public WrappingCommunicator {
+class BackendStagedCommunicator : public WrappingCommunicator {
  public:
   BackendStagedCommunicator(CommPtr host, Backend& be) : WrappingCommunicator(std::move(host)), be_(be) {}
   CommPtr split(int color, int key, const std::string& name) const override {
@@ -46,12 +46,13 @@ class BackendStagedCommunicator final : public WrappingCommunicator {
     return backToDevice(host_->allGather(be_.toHost(in), h), h, out);
   }
 
+ protected:
+  Backend& be_;
+
  private:
   WorkPtr backToDevice(WorkPtr w, Tensor host, Tensor dev) {
     return withCompletion(std::move(w), [this, host, dev]() mutable { be_.copy(host, dev); });
   }
-
-  Backend& be_;
 };
 
 #ifdef SW_NCCL_COMM
@@ -60,26 +61,22 @@ class BackendStagedCommunicator final : public WrappingCommunicator {
 // ahead of the send its peer waits for (the executor prefetches receives, as MPI allows) could
 // deadlock on NCCL; MPI matches by tag in any order. Until pipelines are checked on GPUs,
 // pipeline messages take the staged path (runtime.nccl_p2p = true sends them over NCCL too).
-class CollectivesOnNccl final : public WrappingCommunicator {
+class CollectivesOnNccl final : public BackendStagedCommunicator {
  public:
   CollectivesOnNccl(CommPtr host, Backend& be)
-      : WrappingCommunicator(host->split(0, host->rank(), host->name() + ".p2p")), be_(be),
-        staged_(std::make_unique<BackendStagedCommunicator>(host_->split(0, host_->rank(), host_->name() + ".staged"), be)),
+      : BackendStagedCommunicator(host->split(0, host->rank(), host->name() + ".p2p"), be),
         nccl_(makeDeviceCommunicator(std::move(host), be.device().index, be.nativeStream())) {}
   CommPtr split(int color, int key, const std::string& name) const override {
     CommPtr sub = host_->split(color, key, name);
     if (!sub) return nullptr;
     return std::make_unique<CollectivesOnNccl>(std::move(sub), be_);
   }
-  WorkPtr send(const Tensor& t, int peer, int tag) override { return staged_->send(t, peer, tag); }
-  WorkPtr recv(Tensor& t, int peer, int tag) override { return staged_->recv(t, peer, tag); }
   WorkPtr allReduce(Tensor& t, ReduceOp op) override { return nccl_->allReduce(t, op); }
   WorkPtr broadcast(Tensor& t, int root) override { return nccl_->broadcast(t, root); }
   WorkPtr allGather(const Tensor& in, Tensor& out) override { return nccl_->allGather(in, out); }
 
  private:
-  Backend& be_;
-  CommPtr staged_, nccl_;
+  CommPtr nccl_;
 };
 #endif
 

@@ -38,6 +38,4 @@ std::unique_ptr<Backend> makeBackend(const RuntimeSection& rt) {
   return makeCpuBackend(threads, conv);
 }
 
-std::unique_ptr<Backend> makeTrainingBackend(const RuntimeSection& rt) { return makeBackend(rt); }
-
 }  // namespace sw

@@ -119,7 +119,7 @@ void Trainer::prepare() {
   // Phase 1 (no collectives inside): everything that can be wrong with the input.
   agree(*world_, [&] {
     setupTopology();
-    be_ = makeTrainingBackend(cfg_.runtime);
+    be_ = makeBackend(cfg_.runtime);
     dataSplits_ = loadData(cfg_.data);
     if (dataSplits_.train.classes != dataSplits_.test.classes)
       throw DataError("train and test splits disagree on the class count (" +

@@ -105,10 +105,9 @@ class Trainer {
   std::unique_ptr<InterlockingLoop> loop_;
 };
 
-// Creates the backend named by runtime.device ("cpu", "cuda", "auto").
+// Creates the backend named by runtime.device ("cpu", "cuda", "auto"), for tools and for the
+// trainers (which move batches, messages, checkpoints and every host read between host and
+// device; TrainingComm.h for messages).
 std::unique_ptr<Backend> makeBackend(const RuntimeSection& rt);
-// The backend a trainer runs on: makeBackend's choice. The trainers move batches, messages,
-// checkpoints and every host read between host and device (see TrainingComm.h for messages).
-std::unique_ptr<Backend> makeTrainingBackend(const RuntimeSection& rt);
 
 }  // namespace sw

@@ -83,7 +83,7 @@ TEST(Staging, BackendTagsItsTensorsAsDevice) {
   RuntimeSection rt;
   rt.threads = 1;
   rt.device = "cpu-staged";
-  auto be = makeTrainingBackend(rt);
+  auto be = makeBackend(rt);
   Tensor t = be->zeros(Shape{3});
   EXPECT_FALSE(t.device().isCpu());
   EXPECT_THROW(t.fill(1.f), Error);  // host helpers refuse it: code must go through the backend

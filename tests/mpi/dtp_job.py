@@ -8,11 +8,8 @@ usage: dtp_job.py STAGEWISE_BIN REPO_DIR
 """
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from jobcheck import JobCheck  # noqa: E402
@@ -59,16 +56,7 @@ try:
     check(len(tests) == 2 and tests[-1]["epoch"] == 1, "throw: resumed run logged both test epochs once")
 
     d = os.path.join(tmp, "sigterm")
-    p = subprocess.Popen(["bash", LOCAL, "2", CONFIG] + BASE + ["train.epochs=500", "--out", d], env=ENV,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not os.path.exists(os.path.join(d, "metrics.jsonl")):
-        time.sleep(0.2)
-    time.sleep(1.0)
-    p.send_signal(signal.SIGTERM)
-    out, _ = p.communicate(timeout=60)
-    check(p.returncode == 0, f"sigterm: exit 0 (got {p.returncode})")
-    check(os.path.exists(os.path.join(d, "checkpoints", "LATEST")), "sigterm: checkpoint committed")
+    J.sigterm_stops_cleanly(BASE + ["train.epochs=500"], d)
 
     d = os.path.join(tmp, "seq2")
     rc, secs, out = run(BASE + ["train.algo=dtp", "--out", d])

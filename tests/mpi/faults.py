@@ -10,11 +10,8 @@ usage: faults.py STAGEWISE_BIN REPO_DIR
 """
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from jobcheck import JobCheck  # noqa: E402
@@ -51,16 +48,7 @@ try:
 
     # Graceful stop: SIGTERM to the launcher reaches every rank, which checkpoints and exits 0.
     d = os.path.join(tmp, "sigterm")
-    p = subprocess.Popen(["bash", LOCAL, "2", CONFIG] + BASE + ["train.epochs=200", "--out", d], env=ENV,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not os.path.exists(os.path.join(d, "metrics.jsonl")):
-        time.sleep(0.2)
-    time.sleep(1.0)
-    p.send_signal(signal.SIGTERM)
-    out, _ = p.communicate(timeout=60)
-    check(p.returncode == 0, f"sigterm: exit 0 (got {p.returncode})")
-    check(os.path.exists(os.path.join(d, "checkpoints", "LATEST")), "sigterm: checkpoint committed")
+    J.sigterm_stops_cleanly(BASE + ["train.epochs=200"], d)
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 

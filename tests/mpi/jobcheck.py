@@ -2,6 +2,7 @@
 a job with a timeout, recording pass/fail lines, reading metrics.jsonl, and the final verdict."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +19,20 @@ class JobCheck:
         p = subprocess.run(["bash", self.local, str(ranks), self.config] + args, env=self.env,
                            capture_output=True, text=True, timeout=timeout)
         return p.returncode, time.time() - t, p.stdout + p.stderr
+
+    def sigterm_stops_cleanly(self, args, out_dir, ranks=2):
+        """Starts a long job writing to out_dir, sends SIGTERM to the launcher once the first
+        records are out, and checks every rank checkpointed and the job exited 0."""
+        p = subprocess.Popen(["bash", self.local, str(ranks), self.config] + args + ["--out", out_dir], env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.time() + 60
+        while time.time() < deadline and not os.path.exists(os.path.join(out_dir, "metrics.jsonl")):
+            time.sleep(0.2)
+        time.sleep(1.0)
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=60)
+        self.check(p.returncode == 0, f"sigterm: exit 0 (got {p.returncode})")
+        self.check(os.path.exists(os.path.join(out_dir, "checkpoints", "LATEST")), "sigterm: checkpoint committed")
 
     def check(self, cond, what):
         print(("ok   " if cond else "FAIL ") + what, flush=True)

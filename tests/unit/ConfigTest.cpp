@@ -37,6 +37,19 @@ TEST(Config, DefaultsIniAndOverrides) {
   EXPECT_EQ(d.iniText(), c.iniText());
 }
 
+// This session's keys reach their sections; bad values are named.
+TEST(Config, ScheduleConvolutionAndTransportKeys) {
+  TrainConfig c = parseConfig("", {"optim.schedule=poly", "optim.poly_reach_zero=false", "optim.poly_per_iteration=true",
+                                   "runtime.cpu_conv=im2col", "runtime.nccl_p2p=true"});
+  EXPECT_FALSE(c.lr.polyReachZero);
+  EXPECT_TRUE(c.lr.polyPerIteration);
+  EXPECT_EQ(c.runtime.cpuConv, "im2col");
+  EXPECT_TRUE(c.runtime.ncclP2p);
+  EXPECT_NE(errorOf([] { parseConfig("", {"runtime.cpu_conv=fast"}); }).find("runtime.cpu_conv"), std::string::npos);
+  EXPECT_NE(errorOf([] { parseConfig("", {"optim.poly_per_iteration=maybe"}); }).find("optim.poly_per_iteration"),
+            std::string::npos);
+}
+
 TEST(Config, UnknownKeysAndBadValuesAreNamed) {
   auto p = writeIni("[optim]\nbogus = 1\n");
   EXPECT_NE(errorOf([&] { parseConfig(p, {}); }).find("optim.bogus"), std::string::npos);

@@ -32,17 +32,20 @@ struct DnnlConv::Impl {
 
   struct Entry {
     memory::desc x, w, b, y;  // user (plain) layouts
-    dnnl::convolution_forward::primitive_desc fpd;
+    // Forward without and with bias (the backward passes take the former as their hint).
+    dnnl::convolution_forward::primitive_desc fpd, fpdBias;
     dnnl::convolution_backward_data::primitive_desc dpd;
     dnnl::convolution_backward_weights::primitive_desc wpd;
-    dnnl::convolution_forward fwd;
+    dnnl::convolution_forward fwd, fwdBias;
     dnnl::convolution_backward_data bwdData;
     dnnl::convolution_backward_weights bwdWeights;
     bool ok = false;
   };
 
-  Entry& entry(const ConvGeom& g, bool bias) {
-    const std::string key = g.key() + (bias ? "+b" : "");
+  // One entry per geometry; ok only when every pass has an optimized kernel, so that supports()
+  // answers for all of them.
+  Entry& entry(const ConvGeom& g) {
+    const std::string key = g.key();
     auto it = cache.find(key);
     if (it != cache.end()) return it->second;
     Entry e;
@@ -54,25 +57,26 @@ struct DnnlConv::Impl {
     e.x = memory::desc(xd, Dt::f32, Tag::nchw);
     e.w = memory::desc(wd, Dt::f32, Tag::oihw);
     e.y = memory::desc(yd, Dt::f32, Tag::nchw);
-    if (bias) e.b = memory::desc({g.k}, Dt::f32, Tag::a);
+    e.b = memory::desc({g.k}, Dt::f32, Tag::a);
     const memory::desc xa(xd, Dt::f32, Tag::any), wa(wd, Dt::f32, Tag::any), ya(yd, Dt::f32, Tag::any);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     const auto alg = dnnl::algorithm::convolution_direct;
     try {
-      auto fd = bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, xa,
-                                                        wa, e.b, ya, st, pad, padR)
-                     : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, xa,
-                                                        wa, ya, st, pad, padR);
-      e.fpd = dnnl::convolution_forward::primitive_desc(fd, attr, eng);
+      const auto fwdKind = dnnl::prop_kind::forward_training;
+      e.fpd = dnnl::convolution_forward::primitive_desc(
+          dnnl::convolution_forward::desc(fwdKind, alg, xa, wa, ya, st, pad, padR), attr, eng);
+      e.fpdBias = dnnl::convolution_forward::primitive_desc(
+          dnnl::convolution_forward::desc(fwdKind, alg, xa, wa, e.b, ya, st, pad, padR), attr, eng);
       dnnl::convolution_backward_data::desc dd(alg, xa, wa, ya, st, pad, padR);
       e.dpd = dnnl::convolution_backward_data::primitive_desc(dd, attr, eng, e.fpd);
       dnnl::convolution_backward_weights::desc wdsc(alg, xa, wa, ya, st, pad, padR);
       e.wpd = dnnl::convolution_backward_weights::primitive_desc(wdsc, attr, eng, e.fpd);
-      e.ok = optimized(e.fpd.impl_info_str()) && optimized(e.dpd.impl_info_str()) &&
-             optimized(e.wpd.impl_info_str());
+      e.ok = optimized(e.fpd.impl_info_str()) && optimized(e.fpdBias.impl_info_str()) &&
+             optimized(e.dpd.impl_info_str()) && optimized(e.wpd.impl_info_str());
       if (e.ok) {
         e.fwd = dnnl::convolution_forward(e.fpd);
+        e.fwdBias = dnnl::convolution_forward(e.fpdBias);
         e.bwdData = dnnl::convolution_backward_data(e.dpd);
         e.bwdWeights = dnnl::convolution_backward_weights(e.wpd);
       }
@@ -136,22 +140,23 @@ struct DnnlConv::Impl {
 DnnlConv::DnnlConv(Scratch scratch) : impl_(std::make_unique<Impl>(std::move(scratch))) {}
 DnnlConv::~DnnlConv() = default;
 
-bool DnnlConv::supports(const ConvGeom& g) { return impl_->entry(g, false).ok; }
+bool DnnlConv::supports(const ConvGeom& g) { return impl_->entry(g).ok; }
 
 void DnnlConv::forward(const float* x, const float* w, const float* bias, float* y,
                        const ConvGeom& g) {
   Impl& I = *impl_;
-  Impl::Entry& e = I.entry(g, bias != nullptr);
+  Impl::Entry& e = I.entry(g);
   SW_CHECK(e.ok, "DnnlConv: no optimized kernel for conv " + g.key());
-  memory xm = I.input(e.x, e.fpd.src_desc(), x, kSrc);
-  memory wm = I.input(e.w, e.fpd.weights_desc(), w, kWei);
-  memory ym = I.output(e.y, e.fpd.dst_desc(), y, Accumulate::kNo, kDst);
+  const auto& pd = bias ? e.fpdBias : e.fpd;
+  memory xm = I.input(e.x, pd.src_desc(), x, kSrc);
+  memory wm = I.input(e.w, pd.weights_desc(), w, kWei);
+  memory ym = I.output(e.y, pd.dst_desc(), y, Accumulate::kNo, kDst);
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, xm},
                                        {DNNL_ARG_WEIGHTS, wm},
                                        {DNNL_ARG_DST, ym},
-                                       {DNNL_ARG_SCRATCHPAD, I.pad(e.fpd.scratchpad_desc())}};
+                                       {DNNL_ARG_SCRATCHPAD, I.pad(pd.scratchpad_desc())}};
   if (bias) args.emplace(DNNL_ARG_BIAS, memory(e.b, I.eng, const_cast<float*>(bias)));
-  e.fwd.execute(I.strm, args);
+  (bias ? e.fwdBias : e.fwd).execute(I.strm, args);
   I.finish(ym, e.y, y, Accumulate::kNo);
   I.strm.wait();
 }
@@ -159,7 +164,7 @@ void DnnlConv::forward(const float* x, const float* w, const float* bias, float*
 void DnnlConv::backward(const float* x, const float* dy, const float* w, float* dw,
                         Accumulate accW, float* dx, Accumulate accX, const ConvGeom& g) {
   Impl& I = *impl_;
-  Impl::Entry& e = I.entry(g, false);
+  Impl::Entry& e = I.entry(g);
   SW_CHECK(e.ok, "DnnlConv: no optimized kernel for conv " + g.key());
   std::optional<memory> dyW;
   if (dw) {
