@@ -332,6 +332,8 @@ const std::vector<Key>& keys() {
        [](TrainConfig& c, const std::string& v) { c.dtp.assign = oneOf("dtp.assign", v, {"balanced", "round_robin"}); }},
       {"dtp.check_sync_every", "0", "dtp_parallel: steps between checks that all ranks hold identical weights (0 = each epoch)",
        [](TrainConfig& c, const std::string& v) { c.dtp.checkSyncEvery = toInt("dtp.check_sync_every", v, 0, INT64_MAX); }},
+      {"dtp.bp_angle_every", "0", "dtp: every N steps, measure the angle between each block's DTP gradient and its backprop gradient (metrics bp_angle_F<i>, mean over the epoch; 0: off)",
+       [](TrainConfig& c, const std::string& v) { c.dtp.bpAngleEvery = toInt("dtp.bp_angle_every", v, 0, INT64_MAX); }},
       // [parle] (spec seed-parle.md; -1 = the variant's reference default)
       {"parle.mode", "parle", "parle | elastic (Elastic-SGD: L = 0, or L = 1 and gamma = 0 in mpi2018) | entropy (Entropy-SGD: rho = 0, one replica)",
        [](TrainConfig& c, const std::string& v) { c.parle.mode = oneOf("parle.mode", v, {"parle", "elastic", "entropy"}); }},

@@ -101,6 +101,7 @@ struct DtpSection {
   std::string rhatIndices = "clean";                      // pool indices of r^ = G(y + dy): clean | noisy
   std::string assign = "balanced";                        // dtp_parallel: layer -> rank mapping
   int64_t checkSyncEvery = 0;                             // steps between cross-rank weight checks (0: per epoch)
+  int64_t bpAngleEvery = 0;                               // steps between DTP-vs-BP gradient angle probes (0: off)
 };
 
 // Parle, Elastic-SGD and Entropy-SGD as settings of one optimizer (spec seed-parle.md). The

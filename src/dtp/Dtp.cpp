@@ -205,6 +205,42 @@ std::vector<double> localLosses(Model& f, ForwardPass& fp, const Targets& t) {
   return losses;
 }
 
+BpComparison compareWithBackprop(Model& f, const Tensor& x, const Tensor& labels, float beta) {
+  Backend& be = f.backend();
+  const size_t nb = f.numBlocks();
+  std::vector<std::vector<Tensor>> dtpGrad(nb);
+  for (size_t i = 0; i < nb; ++i)
+    for (Param* p : f.params(BlockRange{i, i + 1})) {
+      Tensor copy = Tensor::empty(p->grad.shape());  // toHost may alias host memory: copy
+      be.copy(p->grad, copy);
+      dtpGrad[i].push_back(copy);
+    }
+  Ctx ctx;
+  const Tensor z = f.forward(x, ctx, Mode::kTrain);
+  Tensor probs = be.empty(z.shape()), dz = be.empty(z.shape());
+  be.softmaxXentForward(z, labels, probs);
+  be.softmaxXentBackward(probs, labels, dz, beta / float(z.dim(0)));
+  f.zeroGrad();
+  f.backward(dz, ctx);
+  BpComparison out;
+  out.angle.assign(nb, 90.0);
+  out.normRatio.assign(nb, 0.0);
+  for (size_t i = 0; i < nb; ++i) {
+    double ab = 0, aa = 0, bb = 0;
+    const auto ps = f.params(BlockRange{i, i + 1});
+    for (size_t k = 0; k < ps.size(); ++k) {
+      const Tensor bp = be.toHost(ps[k]->grad);
+      ab += dot(dtpGrad[i][k], bp);
+      aa += dot(dtpGrad[i][k], dtpGrad[i][k]);
+      bb += dot(bp, bp);
+      be.copy(dtpGrad[i][k], ps[k]->grad);  // restore the DTP gradient
+    }
+    if (aa > 0 && bb > 0) out.angle[i] = std::acos(std::clamp(ab / std::sqrt(aa * bb), -1.0, 1.0)) * 180.0 / M_PI;
+    if (bb > 0) out.normRatio[i] = std::sqrt(aa / bb);
+  }
+  return out;
+}
+
 double feedbackCost(Model& f, FeedbackNet& g, int layer, const Hyper& hp) {
   const double perIter = f.blockMacs(size_t(layer), 1) + 4.0 * g.block(layer).macs(1);
   return perIter * hp.iterations[size_t(layer)] * hp.samples;

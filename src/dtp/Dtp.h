@@ -98,6 +98,18 @@ Targets computeTargets(Model& f, FeedbackNet& g, const ForwardPass& fp, float be
 // (each block's input is detached). Writes fresh gradients; returns L_0..L_L.
 std::vector<double> localLosses(Model& f, ForwardPass& fp, const Targets& t);
 
+// Diagnostic (the paper's DTP-vs-BP gradient comparison): with the DTP gradients of the forward
+// parameters in place (after localLosses), computes the backprop gradient of the batch-mean
+// cross-entropy on (x, labels) times beta (what DTP's output layer gets exactly) and returns, per
+// block F_i (all its parameters as one vector), the angle in degrees between the two (90 when
+// either is zero) and the norm ratio |g_dtp| / |beta g_bp| (the block's effective learning rate
+// relative to backprop with lr x beta). The DTP gradients are restored afterwards, so the
+// following optimizer step is unchanged.
+struct BpComparison {
+  std::vector<double> angle, normRatio;
+};
+BpComparison compareWithBackprop(Model& f, const Tensor& x, const Tensor& labels, float beta);
+
 // Cost of one L-DRL iteration of G_i relative to others (MACs of F_i's forward on the noisy input
 // plus two G applies and two weight gradients), used to balance layers over ranks.
 double feedbackCost(Model& f, FeedbackNet& g, int layer, const Hyper& hp);

@@ -86,6 +86,7 @@ StepStats DtpEngine::step(const Batch& batch, int64_t step, float lr) {
         break;
       case Op::kLocalLoss:
         st.localLoss = localLosses(f_, fp_, targets);
+        if (bpAngleEvery_ > 0 && step % bpAngleEvery_ == 0) st.bp = compareWithBackprop(f_, x, labels, hp_.beta);
         break;
       case Op::kOptimizerStep:
         fopt_->step(lr);

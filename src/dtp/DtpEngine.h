@@ -21,6 +21,7 @@ struct StepStats {
   // Seconds: forward pass, feedback training, waiting in the weight broadcasts, target
   // computation + local losses + forward optimizer step.
   double forward = 0, feedback = 0, sync = 0, update = 0;
+  BpComparison bp;               // per block: DTP gradient vs beta x BP gradient, when measured
 };
 
 class DtpEngine {
@@ -41,6 +42,9 @@ class DtpEngine {
   // The communicator the weight broadcasts use: by default the world; a device backend's trainer
   // sets the device-aware duplicate of it (schedule/TrainingComm.h). Same ranks, same order.
   void setTensorCommunicator(Communicator& c) { tensors_ = &c; }
+  // Measure compareWithBackprop() on every `every`-th step (0: never). Diagnostic only: costs one
+  // extra forward and backward pass on the measured steps and does not change training.
+  void setBpAngleEvery(int64_t every) { bpAngleEvery_ = every; }
 
   // FNV-1a hash over the bits of every F and G parameter (bit-identical replicas hash equal).
   uint64_t weightsHash();
@@ -60,6 +64,7 @@ class DtpEngine {
   std::unique_ptr<Optimizer> fopt_;
   std::vector<std::unique_ptr<Optimizer>> gopt_;
   ForwardPass fp_;
+  int64_t bpAngleEvery_ = 0;
 };
 
 }  // namespace sw::dtp

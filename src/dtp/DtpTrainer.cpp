@@ -146,7 +146,9 @@ EvalResult DtpTrainer::run(const std::atomic<bool>* stop) {
   // Identical initialisation on every rank is by construction (same seed); verify it once.
   resyncs_ += engine_->checkAndResync() ? 1 : 0;
   // Per-epoch sums on this rank: local losses, L-DRL losses (owned blocks), phase seconds.
-  std::vector<double> local, drl;
+  std::vector<double> local, drl, bpAngle, bpNorm;
+  int64_t bpAngleN = 0;
+  engine_->setBpAngleEvery(cfg_.dtp.bpAngleEvery);
   double tForward = 0, tFeedback = 0, tSync = 0, tUpdate = 0;
   int64_t steps = 0;
   Batch batch;
@@ -156,6 +158,9 @@ EvalResult DtpTrainer::run(const std::atomic<bool>* stop) {
     loader_->seek(epoch, progress_.batch);
     local.assign(nblocks, 0.0);
     drl.assign(nblocks, 0.0);
+    bpAngle.assign(nblocks, 0.0);
+    bpNorm.assign(nblocks, 0.0);
+    bpAngleN = 0;
     tForward = tFeedback = tSync = tUpdate = 0;
     steps = 0;
   };
@@ -166,6 +171,13 @@ EvalResult DtpTrainer::run(const std::atomic<bool>* stop) {
     for (size_t i = 0; i < nblocks; ++i) {
       local[i] += st.localLoss[i];
       drl[i] += st.drlLoss[i];
+    }
+    if (!st.bp.angle.empty()) {
+      for (size_t i = 0; i < nblocks; ++i) {
+        bpAngle[i] += st.bp.angle[i];
+        bpNorm[i] += st.bp.normRatio[i];
+      }
+      ++bpAngleN;
     }
     tForward += st.forward;
     tFeedback += st.feedback;
@@ -200,6 +212,15 @@ EvalResult DtpTrainer::run(const std::atomic<bool>* stop) {
     for (size_t i = 1; i < nblocks; ++i) tr.extra.push_back({"drl_loss_G" + std::to_string(i), drlSum[i] / n});
     for (size_t i = 1; i < nblocks; ++i)
       tr.extra.push_back({"angle_G" + std::to_string(i), dtp::feedbackAngle(g_->block(int(i)), *model_, int(i))});
+    for (size_t i = 1; i < nblocks; ++i)
+      tr.extra.push_back(
+          {"norm_ratio_G" + std::to_string(i), dtp::feedbackNormRatio(g_->block(int(i)), *model_, int(i))});
+    if (bpAngleN > 0)
+      for (size_t i = 0; i < nblocks; ++i)
+        tr.extra.push_back({"bp_angle_F" + std::to_string(i), bpAngle[i] / double(bpAngleN)});
+    if (bpAngleN > 0)
+      for (size_t i = 0; i < nblocks; ++i)
+        tr.extra.push_back({"bp_norm_ratio_F" + std::to_string(i), bpNorm[i] / double(bpAngleN)});
     tr.extra.push_back({"forward_s_per_step", tForward / n});
     tr.extra.push_back({"update_s_per_step", tUpdate / n});
     tr.extra.push_back({"resyncs", double(resyncs_)});
@@ -210,6 +231,18 @@ EvalResult DtpTrainer::run(const std::atomic<bool>* stop) {
     for (size_t i = 1; i < nblocks; ++i)
       angles << (i > 1 ? "," : "") << std::fixed << std::setprecision(0)
              << dtp::feedbackAngle(g_->block(int(i)), *model_, int(i));
+    if (bpAngleN > 0) {
+      angles << " | angle(dtp,bp) deg ";
+      for (size_t i = 0; i < nblocks; ++i)
+        angles << (i > 0 ? "," : "") << std::fixed << std::setprecision(0) << bpAngle[i] / double(bpAngleN);
+      angles << " |dtp|/|beta bp| ";
+      for (size_t i = 0; i < nblocks; ++i)
+        angles << (i > 0 ? "," : "") << std::fixed << std::setprecision(2) << bpNorm[i] / double(bpAngleN);
+    }
+    angles << " | |G|/|F| ";
+    for (size_t i = 1; i < nblocks; ++i)
+      angles << (i > 1 ? "," : "") << std::fixed << std::setprecision(2)
+             << dtp::feedbackNormRatio(g_->block(int(i)), *model_, int(i));
     return angles.str();
   };
   return loop.run(h, stop, &stoppedBySignal_);

@@ -215,4 +215,10 @@ double feedbackAngle(FeedbackBlock& g, Model& forward, int block) {
   return std::acos(c) * 180.0 / M_PI;
 }
 
+double feedbackNormRatio(FeedbackBlock& g, Model& forward, int block) {
+  Backend& be = forward.backend();
+  const double gg = be.sumSquares(g.weight().value), ff = be.sumSquares(forwardWeight(forward, block).value);
+  return ff > 0 ? std::sqrt(gg / ff) : 0.0;
+}
+
 }  // namespace sw::dtp

@@ -83,5 +83,7 @@ class FeedbackNet {
 // blocks: the same tensor; head: W_G vs W_F^T), flattened, cosine clamped to [-1, 1] (the
 // official repository's metric, spec 6.3 pitfall 12).
 double feedbackAngle(FeedbackBlock& g, Model& forward, int block);
+// |W_G| / |W_F|: the feedback weight's norm relative to the forward weight it should match.
+double feedbackNormRatio(FeedbackBlock& g, Model& forward, int block);
 
 }  // namespace sw::dtp

@@ -391,6 +391,36 @@ TEST(DtpTargets, TopLayersEqualBetaTimesBackpropAtSymmetricInit) {
   }
 }
 
+TEST(DtpTargets, BackpropAngleProbe) {
+  // The DTP-vs-BP gradient diagnostic: angle ~0 and norm ratio 1 for F_5 and F_4 at symmetric init (E7), clearly
+  // non-zero below with a random feedback net, and the DTP gradients left exactly in place.
+  auto m = smallVgg(8);
+  const auto info = describeForward(*m, "simple_vgg");
+  const Tensor x = randn(Shape{6, 1, 32, 32}, 83), labels = labelsOf(6, 10);
+  for (bool symmetric : {true, false}) {
+    FeedbackNet g(cpu(), *m, "simple_vgg", 5);
+    if (symmetric) g.initSymmetric(*m);
+    ForwardPass fp;
+    forwardPass(*m, info, x, labels, fp);
+    localLosses(*m, fp, computeTargets(*m, g, fp, 0.7f));
+    std::vector<std::vector<float>> before;
+    for (Param* p : m->params()) before.push_back(values(p->grad));
+    const BpComparison c = compareWithBackprop(*m, x, labels, 0.7f);
+    const auto& angle = c.angle;
+    ASSERT_EQ(angle.size(), 6u);
+    EXPECT_LT(angle[5], 0.5);
+    EXPECT_NEAR(c.normRatio[5], 1.0, 1e-4);  // the output layer's gradient is exactly beta x BP's
+    if (symmetric) {
+      EXPECT_LT(angle[4], 0.5);
+      EXPECT_NEAR(c.normRatio[4], 1.0, 1e-3);
+    } else {
+      EXPECT_GT(angle[1], 20.0);
+    }
+    size_t k = 0;
+    for (Param* p : m->params()) EXPECT_EQ(values(p->grad), before[k++]) << p->name;
+  }
+}
+
 TEST(DtpGolden, OneStepMatchesPytorchReference) {
   // E9: one full step (K_i L-DRL iterations per block with the exported noise, targets, local
   // losses, forward SGD step) against tools/make_dtp_golden.py (PyTorch autograd, written from
