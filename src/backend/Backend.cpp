@@ -48,6 +48,33 @@ GemmDims gemmDims(const Tensor& a, const Tensor& b, const Tensor& c, const GemmO
   return {m, n, k, ac, bc};
 }
 
+ChannelHalves channelHalves(const Tensor& x, const Tensor& a, const Tensor& b, const char* op) {
+  const auto fits = [&](const Tensor& h) {
+    return !h.defined() || (h.rank() == x.rank() && h.dim(0) == x.dim(0) && h.dim(1) <= x.dim(1) &&
+                            h.numel() == h.dim(1) * (x.numel() / x.dim(1)));
+  };
+  const bool ok = x.rank() >= 2 && x.dim(1) > 0 && (a.defined() || b.defined()) && fits(a) && fits(b) &&
+                  (!a.defined() || !b.defined() || a.dim(1) + b.dim(1) == x.dim(1));
+  if (!ok)
+    throw ShapeError(std::string(op) + ": " + x.shape().str() + " and halves " +
+                     (a.defined() ? a.shape().str() : "-") + " + " +
+                     (b.defined() ? b.shape().str() : "-"));
+  const int64_t ca = a.defined() ? a.dim(1) : x.dim(1) - b.dim(1);
+  return {ca, x.dim(1) - ca};
+}
+
+void checkSameCount(const Tensor& a, const Tensor& b, const char* op) {
+  if (b.defined() && a.numel() != b.numel())
+    throw ShapeError(std::string(op) + ": " + a.shape().str() + " vs " + b.shape().str());
+}
+
+int64_t couplingHalf(const Tensor& x, const Tensor& f, const Tensor& out) {
+  if (x.rank() < 2 || x.dim(1) % 2 != 0 || f.numel() * 2 != x.numel() || out.numel() != x.numel())
+    throw ShapeError("coupling: pair " + x.shape().str() + ", F " + f.shape().str() + ", out " +
+                     out.shape().str());
+  return x.dim(0) ? x.numel() / x.dim(0) / 2 : 0;
+}
+
 Tensor Backend::toHost(const Tensor& t) {
   if (t.device().isCpu()) return t;
   Tensor h = Tensor::empty(t.shape());

@@ -55,6 +55,22 @@ struct AdamOpts {
   bool amsgrad = false;
   int64_t step = 1;  // 1-based step count after increment
 };
+// LARS: LARC's clipped trust ratio, then SGD with momentum. sgd.weightDecay is applied inside the
+// clipping (the SGD step itself then runs without decay).
+struct LarsOpts {
+  SgdOpts sgd;
+  float trust = 0.02f, eps = 1e-8f;
+};
+
+// Additive coupling of a channel pair (nn/Reversible.h). For x = (x1, x2) [n, 2C, ...] and
+// f [n, C, ...]:  kForward: out = (x2 + f, x1)   kInverse: out = (x2, x1 - f).
+enum class Coupling { kForward, kInverse };
+
+// What dtpFirstTarget measures on the logits it turns into a target.
+struct LogitStats {
+  double ce = 0;         // mean cross-entropy over the batch (as softmaxXentForward)
+  int64_t correct = 0;   // rows whose argmax is the label (as countCorrect)
+};
 
 class Backend {
  public:
@@ -140,6 +156,7 @@ class Backend {
   virtual int64_t countCorrect(const Tensor& logits, const Tensor& labels) = 0;
 
   // Channel halves (reversible networks): x [n, ca + cb, ...] <-> a [n, ca, ...], b [n, cb, ...].
+  // splitChannels leaves an undefined output alone (pass one to extract only the other half).
   virtual void splitChannels(const Tensor& x, Tensor& a, Tensor& b) = 0;
   virtual void concatChannels(const Tensor& a, const Tensor& b, Tensor& x) = 0;
   // Adaptive average pooling of [n, c, h, w] to [n, c, oh, ow] (PyTorch AdaptiveAvgPool2d bins:
@@ -159,6 +176,38 @@ class Backend {
                          bool firstStep) = 0;
   virtual void adamUpdate(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Tensor& vmax,
                           const AdamOpts& o) = 0;
+  // LARS (optim/Optimizer.h): when |W| and |g| are both non-zero,
+  //   g <- (g + wd W) min(trust |W| / (|g| + wd |W| + eps) / lr, 1)   (written back into grad),
+  // else g is left as it is; then an SGD step with momentum and no weight decay. The norms are
+  // taken in double; no host synchronisation is needed on a device.
+  virtual void larsUpdate(Tensor& param, Tensor& grad, Tensor& buf, const LarsOpts& o,
+                          bool firstStep) = 0;
+  // SpecTrain weight prediction (optim/Optimizer.h): out = w - step (momentum buf + lastD), an
+  // undefined buf or lastD counting as zero.
+  virtual void predictWeights(const Tensor& w, const Tensor& buf, const Tensor& lastD,
+                              float momentum, float step, Tensor& out) = 0;
+
+  // Reversible coupling (see Coupling): the forward (x = the input, f = F(x1)), its backward
+  // (x = dy, f = F's input gradient from dy1: dx = (dy2 + f, dy1)) and its inverse (x = y,
+  // f = F(y2)). out must not alias x.
+  virtual void coupling(Coupling dir, const Tensor& x, const Tensor& f, Tensor& out) = 0;
+
+  // DTP losses (dtp/Dtp.h). Every loss sums over the features of a sample and averages over the
+  // batch (dim 0, size B), in double, in an order that does not depend on the thread count.
+  // L-DRL: returns mean_b[-2 sum(dx * dTilde) + sum(dHat^2)] with dTilde = r~ - r, dHat = r^ - r.
+  // When upTilde / upHat are given, also writes the upstream gradients of gradScale * loss:
+  // upTilde = -2 gradScale / B dx, upHat = 2 gradScale / B dHat (upHat may be dHat itself).
+  virtual double dtpDrlLoss(const Tensor& dx, const Tensor& dTilde, const Tensor& dHat,
+                            float gradScale, Tensor* upTilde, Tensor* upHat) = 0;
+  // First target t = z - beta (softmax(z) - onehot(labels)) of logits z [B, k], plus the batch's
+  // cross-entropy and correct count of z. t must not alias z.
+  virtual LogitStats dtpFirstTarget(const Tensor& z, const Tensor& labels, float beta,
+                                    Tensor& t) = 0;
+  // Difference target t = (h + gt) - gh, i.e. h_{i-1} + G(t_i) - G(h_i).
+  virtual void dtpDifferenceTarget(const Tensor& h, const Tensor& gt, const Tensor& gh,
+                                   Tensor& t) = 0;
+  // Layer-local loss mean_b 1/2 |h - t|^2; writes its gradient grad = (h - t) / B.
+  virtual double dtpLocalLoss(const Tensor& h, const Tensor& t, Tensor& grad) = 0;
 
   // Threads used by this backend's host-side compute.
   virtual void setThreads(int n) { (void)n; }
@@ -179,6 +228,9 @@ struct CudaOptions {
   // error. Off by default so the CUDA backend stays comparable with the CPU reference.
   bool allowTf32 = false;
   size_t maxWorkspaceBytes = size_t(1) << 30;  // largest cuDNN workspace an algorithm may use
+  // Page-locked host memory held for host <-> device copies (PinnedStaging); a larger single
+  // transfer goes from pageable memory instead.
+  size_t maxPinnedBytes = size_t(256) << 20;
 };
 // Usable CUDA devices: 0 when the build has no CUDA backend, or there is no driver or no GPU.
 int cudaDeviceCount();

@@ -23,4 +23,18 @@ struct GemmDims {
 };
 GemmDims gemmDims(const Tensor& a, const Tensor& b, const Tensor& c, const GemmOpts& o);
 
+// Channel counts of splitChannels / concatChannels: x [n, ca + cb, ...] and its halves a, b. An
+// undefined half (allowed where `op` is a split) takes the channels the other leaves. Throws
+// ShapeError naming `op` when the shapes do not fit.
+struct ChannelHalves {
+  int64_t ca, cb;
+};
+ChannelHalves channelHalves(const Tensor& x, const Tensor& a, const Tensor& b, const char* op);
+
+// Throws ShapeError naming `op` unless a and b hold as many elements (an undefined b passes).
+void checkSameCount(const Tensor& a, const Tensor& b, const char* op);
+// Elements per sample of one half of the coupling pair x [n, 2C, ...] (Backend::coupling), after
+// checking that f is one half and out the whole pair.
+int64_t couplingHalf(const Tensor& x, const Tensor& f, const Tensor& out);
+
 }  // namespace sw

@@ -122,9 +122,20 @@ class StagedCommunicator final : public DeviceCommBase {
 
 // ---- NCCL ---------------------------------------------------------------------------------------
 
+// NCCL 2.14 and later create communicators non-blocking (ncclConfig_t::blocking = 0): start-up
+// returns at once and is polled under the watchdog, so a rank that never joins (or a transport
+// that hangs while connecting) ends in a CommError naming the rank instead of a hang.
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 14, 0)
+#define SW_NCCL_NONBLOCKING 1
+#endif
+
 void ncclCall(ncclResult_t r, const std::string& what) {
   if (r != ncclSuccess && r != ncclInProgress)
     throw CommError(what + ": NCCL error " + ncclGetErrorString(r));
+}
+
+double secondsSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
 // Shared so a Work outliving its communicator's last operation still sees a valid comm.
@@ -134,16 +145,36 @@ struct NcclState {
   bool aborted = false;
   std::string name;
   ~NcclState() {
-    if (comm && !aborted) ncclCommDestroy(comm);  // abort already freed it
+    // ncclCommDestroy finalizes first (blocking, also for a non-blocking communicator) when
+    // ncclCommFinalize was not called; abort already freed an aborted one.
+    if (comm && !aborted) ncclCommDestroy(comm);
     if (stream) cudaStreamDestroy(stream);
   }
   // Aborts the communicator (unblocks every pending kernel of it) and throws.
   [[noreturn]] void fail(const std::string& why) {
-    if (!aborted) {
+    if (!aborted && comm) {
       aborted = true;
       ncclCommAbort(comm);
     }
     throw CommError(name + ": " + why + " (NCCL communicator aborted)");
+  }
+  // A non-blocking communicator answers ncclInProgress while its start-up, or the enqueueing of
+  // an operation, is still under way; nothing else may be called on it (nor work queued on its
+  // stream) until it reports ncclSuccess. Polls until then, failing on an error or after
+  // `timeout` seconds.
+  void settle(const std::string& what, double timeout) {
+    const auto start = std::chrono::steady_clock::now();
+    for (;;) {
+      ncclResult_t state = ncclSuccess;
+      const ncclResult_t q = ncclCommGetAsyncError(comm, &state);
+      if (q != ncclSuccess) fail(what + ": ncclCommGetAsyncError: " + ncclGetErrorString(q));
+      if (state == ncclSuccess) return;
+      if (state != ncclInProgress) fail(what + ": " + ncclGetErrorString(state));
+      if (secondsSince(start) > timeout)
+        fail(what + ": not finished after " + std::to_string(int(timeout)) +
+             " s (a rank that never joined, or a transport that cannot connect?)");
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
   }
 };
 
@@ -171,8 +202,7 @@ class NcclWork final : public Work {
       ncclCommGetAsyncError(st_->comm, &async);
       if (async != ncclSuccess && async != ncclInProgress)
         st_->fail(what_ + ": " + ncclGetErrorString(async));
-      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (waited > timeout_)
+      if (secondsSince(start) > timeout_)
         st_->fail(what_ + ": no completion after " + std::to_string(int(timeout_)) +
                   " s (dead or stuck peer?)");
       std::this_thread::sleep_for(std::chrono::microseconds(20));
@@ -219,9 +249,19 @@ class NcclCommunicator final : public DeviceCommBase {
     std::memcpy(id.internal, bytes.data(), sizeof id.internal);
     cudaCall(cudaSetDevice(device), st_->name + ": cudaSetDevice");
     cudaCall(cudaStreamCreateWithFlags(&st_->stream, cudaStreamNonBlocking), st_->name + ": stream");
-    ncclCall(ncclCommInitRank(&st_->comm, size(), id, rank()),
-             st_->name + ": ncclCommInitRank (rank " + std::to_string(rank()) + " of " +
-                 std::to_string(size()) + ", cuda:" + std::to_string(device) + ")");
+    const std::string who = "rank " + std::to_string(rank()) + " of " + std::to_string(size()) +
+                            ", cuda:" + std::to_string(device);
+#ifdef SW_NCCL_NONBLOCKING
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    const ncclResult_t r = ncclCommInitRankConfig(&st_->comm, size(), id, rank(), &config);
+    if (r != ncclSuccess && r != ncclInProgress)
+      st_->fail("ncclCommInitRankConfig (" + who + "): " + ncclGetErrorString(r));
+    st_->settle("NCCL start-up (ncclCommInitRankConfig, " + who + ")", opts_.timeoutSeconds);
+#else
+    // Older NCCL: blocking start-up, not covered by the watchdog.
+    ncclCall(ncclCommInitRank(&st_->comm, size(), id, rank()), st_->name + ": ncclCommInitRank (" + who + ")");
+#endif
   }
   DeviceCommKind kind() const override { return DeviceCommKind::kNccl; }
 
@@ -240,7 +280,10 @@ class NcclCommunicator final : public DeviceCommBase {
     cudaCall(cudaStreamWaitEvent(st_->stream, ready, 0), what);
     cudaEventDestroy(ready);  // released once the wait has been satisfied
     try {
-      ncclCall(op(st_->stream), st_->name + ": " + what);
+      const ncclResult_t r = op(st_->stream);
+      ncclCall(r, st_->name + ": " + what);
+      // Non-blocking: the kernel may not be on the stream yet; the done event must follow it.
+      if (r == ncclInProgress) st_->settle(what, opts_.timeoutSeconds);
     } catch (...) {
       cudaEventDestroy(done);
       throw;

@@ -1,10 +1,13 @@
 // Device communicators (built with SW_WITH_NCCL; see DESIGN.md B, comm/). A device communicator
 // spans the same ranks as a host (MPI) communicator and moves tensors that live on the GPU:
 //  - NCCL when every rank of the group drives its own GPU: bootstrapped by broadcasting the
-//    ncclUniqueId over the host communicator, collectives and send/recv on a communication
-//    stream that waits for the compute stream through an event; Work::wait() polls the
-//    completion event and ncclCommGetAsyncError, and on an error or the watchdog timeout aborts
-//    the communicator (ncclCommAbort) and throws CommError.
+//    ncclUniqueId over the host communicator; the communicator is created non-blocking (NCCL
+//    2.14+) and its start-up polled under the watchdog timeout, so a rank that never joins ends
+//    in a CommError naming the rank. Collectives and send/recv run on a communication stream
+//    that waits for the compute stream through an event; Work::wait() polls the completion
+//    event and ncclCommGetAsyncError, and on an error or the watchdog timeout aborts the
+//    communicator (ncclCommAbort) and throws CommError; after it, the compute stream waits for
+//    the completion event, so later kernels see the result.
 //  - host-staged MPI when two ranks of the group share a GPU (NCCL refuses that: the single-node
 //    rank simulation on a one-GPU machine): device -> host copy, the MPI operation, host ->
 //    device copy on the compute stream.

@@ -4,7 +4,6 @@
 // learning rate by up to 32,768x).
 #include "dtp/Dtp.h"
 
-#include <algorithm>
 #include <cmath>
 
 #include "config/TrainConfig.h"
@@ -13,25 +12,6 @@
 
 namespace sw::dtp {
 namespace {
-
-// sum_i a_i b_i in double over fixed 4096-element chunks: the value does not depend on the thread
-// count (reported losses are then identical on every rank layout).
-double dot(const Tensor& a, const Tensor& b) {
-  const int64_t n = a.numel(), chunk = 4096, chunks = (n + chunk - 1) / chunk;
-  const float* pa = a.data();
-  const float* pb = b.data();
-  std::vector<double> part(size_t(chunks), 0.0);
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t c = 0; c < chunks; ++c) {
-    double s = 0;
-    const int64_t end = std::min(n, (c + 1) * chunk);
-    for (int64_t i = c * chunk; i < end; ++i) s += double(pa[i]) * pb[i];
-    part[size_t(c)] = s;
-  }
-  double s = 0;
-  for (double p : part) s += p;
-  return s;
-}
 
 Tensor sum(Backend& be, const Tensor& a, const Tensor& b) {
   Tensor out = be.empty(a.shape());
@@ -44,7 +24,6 @@ double drlLossFrom(FeedbackBlock& g, Sequential& f, const ForwardBlockInfo& fi, 
                    const Tensor& x, const Tensor& y, const Tensor& idx, const Tensor& dx, const Tensor& dy,
                    GradMode grad, float scale, RHatIndices rhat) {
   Backend& be = g.backend();
-  const int64_t B = x.dim(0);
   // r~: F_i on the noisy input, then G with the *noisy* pool indices (spec 2.1.2b, pitfall 2).
   Ctx c;
   const Tensor yNoisy = f.forward(sum(be, x, dx), c, Mode::kTrain);
@@ -57,14 +36,12 @@ double drlLossFrom(FeedbackBlock& g, Sequential& f, const ForwardBlockInfo& fi, 
   be.axpy(-1.f, aClean, dB);
   const Tensor rTilde = g.apply(dA, Bias::kOmit);  // r~ - r
   Tensor rHat = g.apply(dB, Bias::kOmit);          // r^ - r
-  const double loss = (-2.0 * dot(be.toHost(dx), be.toHost(rTilde)) + dot(be.toHost(rHat), be.toHost(rHat))) / double(B);
-  if (grad != GradMode::kNone) {
-    Tensor up = be.zeros(dx.shape());
-    be.axpy(-2.f * scale / float(B), dx, up);
-    g.weightGrad(dA, up, grad == GradMode::kWrite ? Accumulate::kNo : Accumulate::kYes);
-    be.scale(rHat, 2.f * scale / float(B));
-    g.weightGrad(dB, rHat, Accumulate::kYes);
-  }
+  if (grad == GradMode::kNone) return be.dtpDrlLoss(dx, rTilde, rHat, scale, nullptr, nullptr);
+  // Upstream gradients -2 scale / B dx (into up) and 2 scale / B (r^ - r) (into rHat itself).
+  Tensor up = be.empty(dx.shape());
+  const double loss = be.dtpDrlLoss(dx, rTilde, rHat, scale, &up, &rHat);
+  g.weightGrad(dA, up, grad == GradMode::kWrite ? Accumulate::kNo : Accumulate::kYes);
+  g.weightGrad(dB, rHat, Accumulate::kYes);
   return loss;
 }
 
@@ -167,21 +144,18 @@ Targets computeTargets(Model& f, FeedbackNet& g, const ForwardPass& fp, float be
   Targets out;
   out.t.assign(L + 1, Tensor());
   const Tensor& z = fp.h[L];
-  Tensor probs = be.empty(z.shape());
-  out.ce = be.softmaxXentForward(z, fp.labels, probs);
-  out.correct = be.countCorrect(z, fp.labels);
-  // delta = -beta (p - e_y): the per-sample gradient of the *summed* cross-entropy (not / B).
-  Tensor delta = be.empty(z.shape());
-  be.softmaxXentBackward(probs, fp.labels, delta, -beta);
-  out.t[L] = sum(be, z, delta);
+  // t_L = z - beta (p - e_y): a step along the per-sample gradient of the *summed* cross-entropy.
+  out.t[L] = be.empty(z.shape());
+  const LogitStats st = be.dtpFirstTarget(z, fp.labels, beta, out.t[L]);
+  out.ce = st.ce;
+  out.correct = st.correct;
   for (size_t i = L; i >= 1; --i) {
     // Difference correction with the clean indices of F_i for both calls (the bias cancels).
     FeedbackBlock& gi = g.block(int(i));
     const Tensor gt = gi.forward(out.t[i], fp.idx[i]);
     const Tensor gh = gi.forward(fp.h[i], fp.idx[i]);
-    Tensor t = sum(be, fp.h[i - 1], gt);
-    be.axpy(-1.f, gh, t);
-    out.t[i - 1] = t;
+    out.t[i - 1] = be.empty(fp.h[i - 1].shape());
+    be.dtpDifferenceTarget(fp.h[i - 1], gt, gh, out.t[i - 1]);
   }
   return out;
 }
@@ -189,17 +163,12 @@ Targets computeTargets(Model& f, FeedbackNet& g, const ForwardPass& fp, float be
 std::vector<double> localLosses(Model& f, ForwardPass& fp, const Targets& t) {
   Backend& be = f.backend();
   const size_t nb = f.numBlocks();
-  const int64_t B = fp.x.dim(0);
   std::vector<double> losses(nb, 0.0);
   f.zeroGrad();
   for (size_t i = 0; i < nb; ++i) {
-    Tensor d = be.empty(fp.h[i].shape());
-    be.copy(fp.h[i], d);
-    be.axpy(-1.f, t.t[i], d);
-    const Tensor dh = be.toHost(d);
-    losses[i] = 0.5 * dot(dh, dh) / double(B);
     // dL_i/dh_i = (h_i - t_i) / B; the block's input is detached, so only F_i's parameters learn.
-    be.scale(d, 1.f / float(B));
+    Tensor d = be.empty(fp.h[i].shape());
+    losses[i] = be.dtpLocalLoss(fp.h[i], t.t[i], d);
     f.block(i).backward(d, fp.ctx.child(i), InputGrad::kSkip);
   }
   return losses;

@@ -31,42 +31,38 @@ Shape RevCoupling::outputShape(const Shape& in) const {
 
 double RevCoupling::macs(const Shape& in) const { return f_->macs(half(in, in[1] / 2)); }
 
+// Each pass extracts the one half F reads; the backend's coupling op reads the other half from the
+// pair itself and writes the whole output pair (one pass instead of split, axpy and concat).
 Tensor RevCoupling::forward(const Tensor& x, Ctx& ctx, Mode mode) {
   checkPair(x.shape(), name_);
-  const Shape hs = half(x.shape(), x.dim(1) / 2);
-  Tensor a = be_.empty(hs), at = be_.empty(hs);
-  be_.splitChannels(x, a, at);
+  Tensor a = be_.empty(half(x.shape(), x.dim(1) / 2)), rest;
+  be_.splitChannels(x, a, rest);  // a = the x half; the coupling reads x~ from the pair
   Ctx evalCtx;
   Tensor f = f_->forward(a, training(mode) ? ctx.child(0) : evalCtx, mode);
-  be_.axpy(1.f, f, at);  // y = x~ + F(x), in the x~ buffer
   Tensor y = be_.empty(x.shape());
-  be_.concatChannels(at, a, y);
+  be_.coupling(Coupling::kForward, x, f, y);  // y = x~ + F(x), y~ = x
   return y;
 }
 
 Tensor RevCoupling::backward(const Tensor& dy, Ctx& ctx, InputGrad ig) {
-  const Shape hs = half(dy.shape(), dy.dim(1) / 2);
-  Tensor gy = be_.empty(hs), gyt = be_.empty(hs);
-  be_.splitChannels(dy, gy, gyt);
+  Tensor gy = be_.empty(half(dy.shape(), dy.dim(1) / 2)), rest;
+  be_.splitChannels(dy, gy, rest);
   // g_x~ = g_y; g_x = g_y~ + dF/dx^T g_y; F's parameter gradients come from g_y alone.
   Tensor gf = f_->backward(gy, ctx.child(0), InputGrad::kNeeded);
   ctx.clear();
   if (ig == InputGrad::kSkip) return Tensor();
-  be_.axpy(1.f, gf, gyt);
   Tensor dx = be_.empty(dy.shape());
-  be_.concatChannels(gyt, gy, dx);
+  be_.coupling(Coupling::kForward, dy, gf, dx);  // (g_y~ + F'^T g_y, g_y)
   return dx;
 }
 
 Tensor RevCoupling::inverse(const Tensor& y, Ctx& ctx) {
   checkPair(y.shape(), name_);
-  const Shape hs = half(y.shape(), y.dim(1) / 2);
-  Tensor yy = be_.empty(hs), a = be_.empty(hs);
-  be_.splitChannels(y, yy, a);  // a = y~ = x exactly
+  Tensor rest, a = be_.empty(half(y.shape(), y.dim(1) / 2));
+  be_.splitChannels(y, rest, a);  // a = y~ = x exactly
   Tensor f = f_->forward(a, ctx.child(0), Mode::kRecompute);
-  be_.axpy(-1.f, f, yy);  // x~ = y - F(x)
   Tensor x = be_.empty(y.shape());
-  be_.concatChannels(a, yy, x);
+  be_.coupling(Coupling::kInverse, y, f, x);  // x = y~, x~ = y - F(x)
   return x;
 }
 

@@ -29,29 +29,19 @@ void Optimizer::step(float lr, float gradScale) {
     switch (cfg_.kind) {
       case OptimKind::kLars:
       case OptimKind::kSgd: {
-        float effWd = wd;
-        if (cfg_.kind == OptimKind::kLars) {
-          // LARC clipping: g <- (g + wd theta) * min(eta |theta| / (|g| + wd |theta| + eps) / lr, 1)
-          const double pn = std::sqrt(be_.sumSquares(p.value));
-          const double gn = std::sqrt(be_.sumSquares(p.grad));
-          if (pn != 0.0 && gn != 0.0) {
-            const double local = cfg_.trust * pn / (gn + wd * pn + cfg_.larsEps);
-            const float a = static_cast<float>(std::min(local / lr, 1.0));
-            if (wd != 0.f) be_.axpy(wd, p.value, p.grad);
-            be_.scale(p.grad, a);
-          }
-          effWd = 0.f;
-        }
         const bool first = st.steps == 0;
         if (cfg_.momentum != 0.f && !st.buf.defined()) st.buf = be_.zeros(p.value.shape());
-        if (keepLastD_) {
-          if (!st.lastD.defined()) st.lastD = be_.empty(p.value.shape());
-          be_.copy(p.grad, st.lastD);
-          if (effWd != 0.f) be_.axpy(effWd, p.value, st.lastD);
+        if (cfg_.kind == OptimKind::kSgd) {
+          if (keepLastD_) keepGradient(p, st, wd);  // before W moves
+          be_.sgdUpdate(p.value, p.grad, st.buf, sgdOpts(lr, wd), first);
+        } else {
+          // LARC clipping: g <- (g + wd theta) min(eta |theta| / (|g| + wd |theta| + eps) / lr, 1),
+          // then SGD with momentum and no further decay, in one backend op that leaves the
+          // clipped gradient in p.grad.
+          const LarsOpts o{.sgd = sgdOpts(lr, wd), .trust = cfg_.trust, .eps = cfg_.larsEps};
+          be_.larsUpdate(p.value, p.grad, st.buf, o, first);
+          if (keepLastD_) keepGradient(p, st, 0.f);
         }
-        SgdOpts o{.lr = lr, .momentum = cfg_.momentum, .dampening = cfg_.dampening,
-                  .weightDecay = effWd, .nesterov = cfg_.nesterov};
-        be_.sgdUpdate(p.value, p.grad, st.buf, o, first);
         break;
       }
       case OptimKind::kAdam: {
@@ -76,22 +66,29 @@ bool Optimizer::predict(float lr, float s, bool withGrad, std::vector<Tensor>& o
   if (!keepLastD_) throw Error("Optimizer::predict without keepLastGradient(true)");
   if (steps_ == 0) return false;
   out.resize(params_.size());
-  Tensor dir;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Param& p = *params_[i];
     const ParamState& st = state_[i];
     if (!out[i].defined() || out[i].shape() != p.value.shape()) out[i] = be_.empty(p.value.shape());
-    be_.copy(p.value, out[i]);
-    if (st.steps == 0) continue;  // never updated: nothing to extrapolate
-    // dir = m B + D (or m B); W_hat = W - (lr s) dir, in that order of rounding.
-    if (!dir.defined() || dir.numel() < p.value.numel()) dir = be_.empty(Shape{p.value.numel()});
-    Tensor d = dir.slice(0, p.value.numel()).reshape(p.value.shape());
-    if (withGrad) be_.copy(st.lastD, d);
-    else be_.fill(d, 0.f);
-    if (st.buf.defined()) be_.axpy(cfg_.momentum, st.buf, d);
-    be_.axpy(-lr * s, d, out[i]);
+    if (st.steps == 0) {  // never updated: nothing to extrapolate
+      be_.copy(p.value, out[i]);
+      continue;
+    }
+    // W_hat = W - (lr s)(m B + D), or W - (lr s) m B without the gradient term.
+    be_.predictWeights(p.value, st.buf, withGrad ? st.lastD : Tensor(), cfg_.momentum, lr * s, out[i]);
   }
   return true;
+}
+
+void Optimizer::keepGradient(const Param& p, ParamState& st, float weightDecay) {
+  if (!st.lastD.defined()) st.lastD = be_.empty(p.value.shape());
+  be_.copy(p.grad, st.lastD);
+  if (weightDecay != 0.f) be_.axpy(weightDecay, p.value, st.lastD);
+}
+
+SgdOpts Optimizer::sgdOpts(float lr, float weightDecay) const {
+  return SgdOpts{.lr = lr, .momentum = cfg_.momentum, .dampening = cfg_.dampening,
+                 .weightDecay = weightDecay, .nesterov = cfg_.nesterov};
 }
 
 }  // namespace sw

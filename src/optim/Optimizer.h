@@ -51,6 +51,9 @@ class Optimizer {
   void setStepCount(int64_t s) { steps_ = s; }
 
  private:
+  SgdOpts sgdOpts(float lr, float weightDecay) const;
+  // st.lastD = p.grad + weightDecay p.value: the effective gradient a step applies.
+  void keepGradient(const Param& p, ParamState& st, float weightDecay);
   Backend& be_;
   std::vector<Param*> params_;
   std::vector<ParamState> state_;

@@ -7,6 +7,9 @@
 //   kReduce 1e-5: reductions and GEMM (summation order differs)
 //   kConv   1e-4: cuDNN convolutions and batch norm (different algorithms and orders)
 //   kStep   1e-4 parameters after one step, 2e-3 gradients (a whole network compounds orders)
+// The fused ops: coupling and difference target are exact (one float add per element); LARS,
+// weight prediction and the DTP upstream gradients kExact; DTP losses 1e-10 relative (double
+// sums in another order); the first target kReduce (device expf).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -15,7 +18,9 @@
 #include <numeric>
 #include <vector>
 
+#include "../TestData.h"
 #include "backend/Backend.h"
+#include "backend/cuda/CudaBackend.h"
 #include "backend/cuda/DeviceAllocator.h"
 #include "nn/Layer.h"
 #include "nn/Loss.h"
@@ -25,14 +30,10 @@
 namespace sw {
 namespace {
 
-constexpr double kExact = 1e-6, kReduce = 1e-5, kConv = 1e-4;
+using testdata::labelsFor;
+using testdata::randn;
 
-Tensor randn(const Shape& s, uint64_t seed, float scale = 1.f) {
-  Rng r(seed);
-  Tensor t = Tensor::empty(s);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = scale * r.normal();
-  return t;
-}
+constexpr double kExact = 1e-6, kReduce = 1e-5, kConv = 1e-4;
 
 // Distinct values in random order (no ties inside a max-pool window or a logits row).
 Tensor distinct(const Shape& s, uint64_t seed) {
@@ -42,13 +43,6 @@ Tensor distinct(const Shape& s, uint64_t seed) {
   std::iota(perm.begin(), perm.end(), 0);
   for (size_t i = perm.size(); i > 1; --i) std::swap(perm[i - 1], perm[r.below(i)]);
   for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = 0.01f * (perm[i] - t.numel() / 2.f);
-  return t;
-}
-
-Tensor labelsFor(int64_t n, int64_t k, uint64_t seed) {
-  Rng r(seed);
-  Tensor t = Tensor::empty(Shape{n});
-  for (int64_t i = 0; i < n; ++i) t.data<int32_t>()[i] = static_cast<int32_t>(r.below(k));
   return t;
 }
 
@@ -398,6 +392,157 @@ TEST_F(CudaBackendTest, FusedOptimizerUpdates) {
     }
     EXPECT_TRUE(close(down(gp), cp, kExact));
   }
+}
+
+TEST_F(CudaBackendTest, FusedLars) {
+  const Shape s{3001};
+  const Tensor p0 = randn(s, 92), g0 = randn(s, 93, 0.1f);
+  for (float wd : {0.f, 1e-3f})
+    for (bool nesterov : {false, true}) {
+      SCOPED_TRACE("wd " + std::to_string(wd) + " nesterov " + std::to_string(nesterov));
+      const LarsOpts o{.sgd = {.lr = 0.5f, .momentum = 0.9f, .dampening = 0.1f, .weightDecay = wd, .nesterov = nesterov},
+                       .trust = 0.02f, .eps = 1e-8f};
+      Tensor cp = p0.clone(), cb = Tensor::zeros(s), gp = up(p0), gb = gpu_->zeros(s);
+      for (int step = 0; step < 3; ++step) {
+        Tensor cg = g0.clone(), gg = up(g0);
+        cpu_->larsUpdate(cp, cg, cb, o, step == 0);
+        gpu_->larsUpdate(gp, gg, gb, o, step == 0);
+        EXPECT_TRUE(close(down(gg), cg, kExact)) << "clipped gradient, step " << step;
+      }
+      EXPECT_TRUE(close(down(gp), cp, kExact)) << "weights";
+      EXPECT_TRUE(close(down(gb), cb, kExact)) << "momentum";
+    }
+  // A zero gradient is not clipped (and gets no decay), as on the CPU.
+  Tensor cp = p0.clone(), cg = Tensor::zeros(s), cb = Tensor::zeros(s), gp = up(p0), gg = gpu_->zeros(s), gb = gpu_->zeros(s);
+  const LarsOpts o{.sgd = {.lr = 0.1f, .momentum = 0.9f, .weightDecay = 0.1f}};
+  cpu_->larsUpdate(cp, cg, cb, o, true);
+  gpu_->larsUpdate(gp, gg, gb, o, true);
+  EXPECT_TRUE(close(down(gp), cp, 0));
+}
+
+TEST_F(CudaBackendTest, FusedWeightPrediction) {
+  const Shape s{4097};
+  const Tensor w = randn(s, 94), buf = randn(s, 95, 0.1f), d = randn(s, 96, 0.1f);
+  for (int withBuf = 0; withBuf < 2; ++withBuf)
+    for (int withD = 0; withD < 2; ++withD) {
+      Tensor co = Tensor::empty(s), go = gpuEmpty(s);
+      cpu_->predictWeights(w, withBuf ? buf : Tensor(), withD ? d : Tensor(), 0.9f, 0.15f, co);
+      gpu_->predictWeights(up(w), withBuf ? up(buf) : Tensor(), withD ? up(d) : Tensor(), 0.9f, 0.15f, go);
+      EXPECT_TRUE(close(down(go), co, kExact)) << "buf " << withBuf << " lastD " << withD;
+    }
+}
+
+TEST_F(CudaBackendTest, FusedCouplingAndHalfSplit) {
+  const Shape pair{3, 10, 5, 7}, hs{3, 5, 5, 7};
+  const Tensor x = randn(pair, 97), f = randn(hs, 98);
+  for (Coupling dir : {Coupling::kForward, Coupling::kInverse}) {
+    Tensor co = Tensor::empty(pair), go = gpuEmpty(pair);
+    cpu_->coupling(dir, x, f, co);
+    gpu_->coupling(dir, up(x), up(f), go);
+    EXPECT_TRUE(close(down(go), co, 0)) << "direction " << int(dir);
+  }
+  Tensor ca = Tensor::empty(hs), ga = gpuEmpty(hs), cb = Tensor::empty(hs), gb = gpuEmpty(hs), none;
+  cpu_->splitChannels(x, ca, none);
+  gpu_->splitChannels(up(x), ga, none);
+  EXPECT_TRUE(close(down(ga), ca, 0)) << "first half alone";
+  cpu_->splitChannels(x, none, cb);
+  gpu_->splitChannels(up(x), none, gb);
+  EXPECT_TRUE(close(down(gb), cb, 0)) << "second half alone";
+}
+
+// The first reversible block of a small RevNet (couplings whose F is conv-bn-relu-conv-bn) forward,
+// backward and inverse on both backends.
+TEST_F(CudaBackendTest, ReversibleBlock) {
+  const ModelSpec spec{.name = "revnet18", .width = 4};
+  auto cm = buildModel(*cpu_, spec, Shape{3, 16, 16}, 10, /*seed=*/5);
+  auto gm = buildModel(*gpu_, spec, Shape{3, 16, 16}, 10, /*seed=*/5);
+  std::vector<Param*> cps = cm->params(), gps = gm->params();
+  for (size_t i = 0; i < cps.size(); ++i) gpu_->copy(cps[i]->value, gps[i]->value);
+  std::vector<Buffer*> cbs = cm->buffers(), gbs = gm->buffers();
+  for (size_t i = 0; i < cbs.size(); ++i) gpu_->copy(cbs[i]->value, gbs[i]->value);
+  const Tensor x = randn(Shape{4, 3, 16, 16}, 99);
+  for (size_t b = 0; b < cm->numBlocks(); ++b) {
+    if (!cm->block(b).reversible()) continue;
+    SCOPED_TRACE(cm->blockName(b));
+    Ctx cp, gp, cc, gc, ci, gi;
+    const Tensor cin = cm->forward(x, cp, Mode::kEval, {0, b}), gin = gm->forward(up(x), gp, Mode::kEval, {0, b});
+    const Tensor cy = cm->block(b).forward(cin, cc, Mode::kTrain), gy = gm->block(b).forward(gin, gc, Mode::kTrain);
+    EXPECT_TRUE(close(down(gy), cy, kConv)) << "forward";
+    const Tensor dy = randn(cy.shape(), 100);
+    const Tensor cdx = cm->block(b).backward(dy, cc, InputGrad::kNeeded);
+    const Tensor gdx = gm->block(b).backward(up(dy), gc, InputGrad::kNeeded);
+    EXPECT_TRUE(close(down(gdx), cdx, kConv)) << "backward";
+    const Tensor cx = cm->block(b).inverse(cy, ci), gx = gm->block(b).inverse(up(cy), gi);
+    EXPECT_TRUE(close(down(gx), cx, kConv)) << "inverse";
+    EXPECT_TRUE(close(down(gx), cin, kConv)) << "the inverse rebuilds the block's input";
+    return;
+  }
+  FAIL() << "revnet18 has no reversible block";
+}
+
+TEST_F(CudaBackendTest, DtpLossesAndTargets) {
+  const Shape s{16, 8, 9, 9};
+  const Tensor dx = randn(s, 101, 0.1f), dT = randn(s, 102), dH = randn(s, 103);
+  for (bool withGrad : {false, true}) {
+    Tensor cut = Tensor::empty(s), cuh = dH.clone(), gut = gpuEmpty(s), guh = up(dH);
+    const double cl = cpu_->dtpDrlLoss(dx, dT, cuh, 0.5f, withGrad ? &cut : nullptr, withGrad ? &cuh : nullptr);
+    const double gl = gpu_->dtpDrlLoss(up(dx), up(dT), guh, 0.5f, withGrad ? &gut : nullptr, withGrad ? &guh : nullptr);
+    EXPECT_NEAR(gl, cl, 1e-10 * std::abs(cl)) << "L-DRL loss";
+    if (withGrad) {
+      EXPECT_TRUE(close(down(gut), cut, kExact)) << "upstream of r~";
+      EXPECT_TRUE(close(down(guh), cuh, kExact)) << "upstream of r^, in place";
+    }
+  }
+  const Tensor h = randn(s, 104), gt = randn(s, 105), gh = randn(s, 106);
+  Tensor ct = Tensor::empty(s), gtt = gpuEmpty(s);
+  cpu_->dtpDifferenceTarget(h, gt, gh, ct);
+  gpu_->dtpDifferenceTarget(up(h), up(gt), up(gh), gtt);
+  EXPECT_TRUE(close(down(gtt), ct, 0)) << "difference target";
+  Tensor cg = Tensor::empty(s), gg = gpuEmpty(s);
+  const double cll = cpu_->dtpLocalLoss(h, ct, cg), gll = gpu_->dtpLocalLoss(up(h), gtt, gg);
+  EXPECT_NEAR(gll, cll, 1e-10 * std::abs(cll)) << "local loss";
+  EXPECT_TRUE(close(down(gg), cg, kExact)) << "local loss gradient";
+  for (int64_t k : {10, 1000}) {
+    const int64_t n = 33;
+    const Tensor z = distinct(Shape{n, k}, 107), labels = labelsFor(n, k, 108);
+    Tensor cz = Tensor::empty(Shape{n, k}), gz = gpuEmpty(Shape{n, k});
+    const LogitStats cs = cpu_->dtpFirstTarget(z, labels, 0.7f, cz);
+    const LogitStats gs = gpu_->dtpFirstTarget(up(z), up(labels), 0.7f, gz);
+    EXPECT_NEAR(gs.ce, cs.ce, kReduce * std::abs(cs.ce)) << k;
+    EXPECT_EQ(gs.correct, cs.correct) << k;
+    EXPECT_TRUE(close(down(gz), cz, kReduce)) << "first target, " << k << " classes";
+    Tensor bad = labels.clone();
+    bad.data<int32_t>()[2] = static_cast<int32_t>(k);
+    EXPECT_THROW(gpu_->dtpFirstTarget(up(z), bad, 0.7f, gz), DataError);
+  }
+}
+
+// Host <-> device copies through the pinned staging blocks: many uploads queued back to back from
+// one host buffer that changes right after each copy returns, reads of every size, and transfers
+// larger than the pinned limit (pageable fallback). The pinned memory held stays within the limit.
+TEST_F(CudaBackendTest, PinnedUploadsAndDownloads) {
+  CudaOptions o;
+  o.maxPinnedBytes = size_t(1) << 20;
+  auto be = makeCudaBackend(0, o);
+  auto& cuda = dynamic_cast<CudaBackend&>(*be);
+  Tensor host = Tensor::empty(Shape{300000});  // 1.2 MB: above the limit
+  std::vector<Tensor> dev;
+  std::vector<Tensor> want;
+  for (int64_t n : {1, 7, 1000, 16384, 65537, 100000, 300000, 3, 100000}) {
+    Tensor h = host.slice(0, n);
+    for (int64_t i = 0; i < n; ++i) h.data()[i] = float(n + i);
+    want.push_back(h.clone());
+    dev.push_back(be->fromHost(h));
+    for (int64_t i = 0; i < n; ++i) h.data()[i] = -1.f;  // the upload must already have its copy
+    EXPECT_LE(cuda.pinnedBytes(), o.maxPinnedBytes);
+  }
+  for (size_t i = 0; i < dev.size(); ++i) EXPECT_TRUE(close(be->toHost(dev[i]), want[i], 0)) << i;
+  EXPECT_LE(cuda.pinnedBytes(), o.maxPinnedBytes);
+  // Work queued before a read is finished before the read returns.
+  Tensor acc = be->zeros(Shape{100000});
+  for (int r = 0; r < 20; ++r) be->axpy(1.f, dev[5], acc);
+  const Tensor sum = be->toHost(acc);
+  for (int64_t i = 0; i < 100000; i += 997) ASSERT_EQ(sum.data()[i], 20.f * float(100000 + i)) << i;
 }
 
 // One SGD step of a zoo model on each backend from the same parameters and batch.

@@ -5,7 +5,8 @@
 //    trainers without a GPU: a missed staging step throws, a wrong one changes the weights.
 //  - GPU (skipped without a usable device): lenet for a few steps on cuda equals the CPU run
 //    within 1e-3 relative (fp32, TF32 off; the summation order of cuBLAS/cuDNN/NCCL differs),
-//    for bp, dp on the world and pipedream on the world.
+//    for bp, dp on the world and pipedream on the world; bp with LARS, SpecTrain, PETRA (revnet)
+//    and DTP likewise (the fused optimizer, coupling and DTP kernels inside whole runs).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -93,6 +94,9 @@ TEST(Staging, BackendTagsItsTensorsAsDevice) {
 }
 
 TEST(Staging, BackpropAlone) { expectStagedEqualsCpu("bp", mlpCfg({"train.algo=bp"}), true); }
+TEST(Staging, LarsAlone) {
+  expectStagedEqualsCpu("lars", mlpCfg({"train.algo=bp", "optim.name=lars", "optim.weight_decay=1e-3"}), true);
+}
 TEST(Staging, DataParallel) { expectStagedEqualsCpu("dp", mlpCfg({"train.algo=dp", "dp.bucket_mb=0.001"})); }
 TEST(Staging, ModelParallel) { expectStagedEqualsCpu("mp", mlpCfg({"train.algo=mp", "pipe.microbatches=2"})); }
 TEST(Staging, GPipe) { expectStagedEqualsCpu("gpipe", mlpCfg({"train.algo=gpipe", "pipe.microbatches=4"})); }
@@ -152,6 +156,18 @@ void expectCudaNearCpu(const std::string& name, TrainConfig cfg, bool alone = fa
 TEST(CudaTrain, BackpropAlone) { expectCudaNearCpu("cuda_bp", lenetCfg({"train.algo=bp"}), true); }
 TEST(CudaTrain, DataParallel) { expectCudaNearCpu("cuda_dp", lenetCfg({"train.algo=dp"})); }
 TEST(CudaTrain, PipeDream) { expectCudaNearCpu("cuda_pipedream", lenetCfg({"train.algo=pipedream"})); }
+// The fused ops of the optimizers, the reversible coupling and DTP inside whole runs.
+TEST(CudaTrain, LarsAlone) {
+  expectCudaNearCpu("cuda_lars", lenetCfg({"train.algo=bp", "optim.name=lars", "optim.weight_decay=1e-3"}), true);
+}
+TEST(CudaTrain, SpecTrain) { expectCudaNearCpu("cuda_spectrain", lenetCfg({"train.algo=spectrain"})); }
+TEST(CudaTrain, PetraAlone) {
+  expectCudaNearCpu("cuda_petra", mlpCfg({"train.algo=petra", "model.name=revnet18", "model.width=2",
+                                          "data.synthetic_shape=3,8,8", "data.synthetic_train=64",
+                                          "train.batch_size=8", "train.epochs=1", "optim.lr=0.02"}),
+                    true);
+}
+TEST(CudaTrain, DtpAlone) { expectCudaNearCpu("cuda_dtp", dtpCfg("dtp"), true); }
 
 }  // namespace
 }  // namespace sw

@@ -1,12 +1,16 @@
 // Device communicators under mpirun: every operation on GPU tensors through both kinds (NCCL and
 // host-staged MPI) against the values computed on the host, and the automatic choice (staged
-// exactly when two ranks drive the same GPU). Skips on every rank without a CUDA device.
+// exactly when two ranks drive the same GPU), and NCCL start-up bounded by the watchdog when a rank
+// never joins. Skips on every rank without a CUDA device.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <string>
 
 #include "backend/Backend.h"
 #include "comm/Nccl.h"
+#include "core/Error.h"
 #include "MpiTestUtil.h"
 
 namespace sw {
@@ -96,6 +100,30 @@ TEST_F(DeviceComm, AutomaticKindAndNccl) {
   CommPtr c = makeDeviceCommunicator(std::move(host), device_, be_->nativeStream());
   EXPECT_EQ(deviceCommKind(*c), shared ? DeviceCommKind::kHostStaged : DeviceCommKind::kNccl);
   exercise(*c);  // NCCL when each rank has its own GPU, else the staged fallback again
+}
+
+// NCCL start-up is watched like every other wait: the last rank joins the id broadcast but never
+// starts NCCL; the others give up after the timeout with a CommError naming their rank.
+TEST_F(DeviceComm, NcclStartupTimesOutWhenARankNeverJoins) {
+  CommPtr host = runtime().world().split(0, runtime().rank(), "devlate");
+  host->setOptions(CommOptions{.timeoutSeconds = 3});
+  const int r = host->rank(), p = host->size();
+  if (r == p - 1) {
+    std::string id;
+    host->broadcastString(id, 0);  // the bootstrap's only collective, then nothing
+  } else {
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      makeDeviceCommunicator(std::move(host), device_, be_->nativeStream(), DeviceCommKind::kNccl);
+      ADD_FAILURE() << "NCCL start-up finished without rank " << p - 1;
+    } catch (const CommError& e) {
+      EXPECT_NE(std::string(e.what()).find("rank " + std::to_string(r) + " of " + std::to_string(p)),
+                std::string::npos) << e.what();
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_LT(secs, 30.0) << "bounded by the 3 s watchdog";
+  }
+  runtime().world().barrier();
 }
 
 }  // namespace

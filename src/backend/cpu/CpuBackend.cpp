@@ -711,36 +711,37 @@ void CpuBackend::add(const Tensor& a, const Tensor& b, Tensor& out) {
 }
 
 namespace {
-// Copies per sample: [n, c0 + c1, sp] <-> two [n, ci, sp] tensors.
-void channelHalves(float* whole, float* a, float* b, int64_t n, int64_t ca, int64_t cb, int64_t sp, bool split) {
-  const int64_t c = ca + cb;
+// Copies per sample: [n, c0 + c1, sp] <-> two [n, ci, sp] tensors; a null half is skipped.
+void copyHalves(float* whole, float* a, float* b, int64_t n, ChannelHalves h, int64_t sp, bool split) {
+  const int64_t c = h.ca + h.cb;
+  const size_t ba = sizeof(float) * size_t(h.ca * sp), bb = sizeof(float) * size_t(h.cb * sp);
 #pragma omp parallel for if (n * c * sp > 65536)
   for (int64_t i = 0; i < n; ++i) {
     float* w = whole + i * c * sp;
-    float* pa = a + i * ca * sp;
-    float* pb = b + i * cb * sp;
+    float* pa = a ? a + i * h.ca * sp : nullptr;
+    float* pb = b ? b + i * h.cb * sp : nullptr;
     if (split) {
-      std::memcpy(pa, w, sizeof(float) * size_t(ca * sp));
-      std::memcpy(pb, w + ca * sp, sizeof(float) * size_t(cb * sp));
+      if (pa) std::memcpy(pa, w, ba);
+      if (pb) std::memcpy(pb, w + h.ca * sp, bb);
     } else {
-      std::memcpy(w, pa, sizeof(float) * size_t(ca * sp));
-      std::memcpy(w + ca * sp, pb, sizeof(float) * size_t(cb * sp));
+      std::memcpy(w, pa, ba);
+      std::memcpy(w + h.ca * sp, pb, bb);
     }
   }
 }
 }  // namespace
 
 void CpuBackend::splitChannels(const Tensor& x, Tensor& a, Tensor& b) {
-  SW_CHECK(x.dim(1) == a.dim(1) + b.dim(1) && x.dim(0) == a.dim(0) && x.dim(0) == b.dim(0),
-           "splitChannels: " + x.shape().str() + " into " + a.shape().str() + " + " + b.shape().str());
-  channelHalves(const_cast<float*>(x.data()), a.data(), b.data(), x.dim(0), a.dim(1), b.dim(1), spatial(x), true);
+  const ChannelHalves h = channelHalves(x, a, b, "splitChannels");
+  copyHalves(const_cast<float*>(x.data()), a.defined() ? a.data() : nullptr,
+             b.defined() ? b.data() : nullptr, x.dim(0), h, spatial(x), true);
 }
 
 void CpuBackend::concatChannels(const Tensor& a, const Tensor& b, Tensor& x) {
-  SW_CHECK(x.dim(1) == a.dim(1) + b.dim(1) && x.dim(0) == a.dim(0) && x.dim(0) == b.dim(0),
-           "concatChannels: " + a.shape().str() + " + " + b.shape().str() + " into " + x.shape().str());
-  channelHalves(x.data(), const_cast<float*>(a.data()), const_cast<float*>(b.data()), x.dim(0), a.dim(1), b.dim(1),
-                spatial(x), false);
+  SW_CHECK(a.defined() && b.defined(), "concatChannels needs both halves");
+  const ChannelHalves h = channelHalves(x, a, b, "concatChannels");
+  copyHalves(x.data(), const_cast<float*>(a.data()), const_cast<float*>(b.data()), x.dim(0), h,
+             spatial(x), false);
 }
 
 namespace {
@@ -813,54 +814,6 @@ double CpuBackend::sum(const Tensor& x) {
 #pragma omp parallel for reduction(+ : s) if (n > 65536)
   for (int64_t i = 0; i < n; ++i) s += p[i];
   return s;
-}
-
-void CpuBackend::sgdUpdate(Tensor& param, const Tensor& grad, Tensor& buf, const SgdOpts& o,
-                           bool firstStep) {
-  const int64_t n = param.numel();
-  float* p = param.data();
-  const float* g = grad.data();
-  float* b = o.momentum != 0.f ? buf.data() : nullptr;
-  const float wd = o.weightDecay, mu = o.momentum, damp = 1.f - o.dampening, lr = o.lr;
-  const bool nest = o.nesterov;
-#pragma omp parallel for simd if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) {
-    float d = g[i] + wd * p[i];
-    if (b) {
-      const float bi = firstStep ? d : mu * b[i] + damp * d;
-      b[i] = bi;
-      d = nest ? d + mu * bi : bi;
-    }
-    p[i] -= lr * d;
-  }
-}
-
-void CpuBackend::adamUpdate(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Tensor& vmax,
-                            const AdamOpts& o) {
-  const int64_t n = param.numel();
-  float* p = param.data();
-  const float* g = grad.data();
-  float* mp = m.data();
-  float* vp = v.data();
-  float* vm = o.amsgrad ? vmax.data() : nullptr;
-  const float b1 = o.beta1, b2 = o.beta2, wd = o.weightDecay, eps = o.eps;
-  const double bc1 = 1.0 - std::pow(static_cast<double>(b1), static_cast<double>(o.step));
-  const double bc2 = 1.0 - std::pow(static_cast<double>(b2), static_cast<double>(o.step));
-  const float stepSize = static_cast<float>(o.lr / bc1);
-  const float bc2sqrt = static_cast<float>(std::sqrt(bc2));
-#pragma omp parallel for simd if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) {
-    const float d = g[i] + wd * p[i];
-    mp[i] = b1 * mp[i] + (1.f - b1) * d;
-    vp[i] = b2 * vp[i] + (1.f - b2) * d * d;
-    float vv = vp[i];
-    if (vm) {
-      vm[i] = std::max(vm[i], vv);
-      vv = vm[i];
-    }
-    const float denom = std::sqrt(vv) / bc2sqrt + eps;
-    p[i] -= stepSize * mp[i] / denom;
-  }
 }
 
 std::unique_ptr<Backend> makeCpuBackend(int threads, CpuConv conv) {

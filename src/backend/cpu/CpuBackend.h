@@ -85,6 +85,17 @@ class CpuBackend : public Backend {
                  bool firstStep) override;
   void adamUpdate(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Tensor& vmax,
                   const AdamOpts& o) override;
+  // CpuFusedOps.cpp: the optimizer updates above and below, the coupling and the DTP losses.
+  void larsUpdate(Tensor& param, Tensor& grad, Tensor& buf, const LarsOpts& o,
+                  bool firstStep) override;
+  void predictWeights(const Tensor& w, const Tensor& buf, const Tensor& lastD, float momentum,
+                      float step, Tensor& out) override;
+  void coupling(Coupling dir, const Tensor& x, const Tensor& f, Tensor& out) override;
+  double dtpDrlLoss(const Tensor& dx, const Tensor& dTilde, const Tensor& dHat, float gradScale,
+                    Tensor* upTilde, Tensor* upHat) override;
+  LogitStats dtpFirstTarget(const Tensor& z, const Tensor& labels, float beta, Tensor& t) override;
+  void dtpDifferenceTarget(const Tensor& h, const Tensor& gt, const Tensor& gh, Tensor& t) override;
+  double dtpLocalLoss(const Tensor& h, const Tensor& t, Tensor& grad) override;
 
  private:
   // Samples per im2col group: enough columns for an efficient GEMM, bounded scratch memory.

@@ -11,13 +11,17 @@
 #include "backend/Dims.h"
 #include "backend/cuda/CudaCheck.h"
 #include "backend/cuda/DeviceAllocator.h"
+#include "backend/cuda/PinnedStaging.h"
 #include "kernels/activation.cuh"
 #include "kernels/device.cuh"
+#include "kernels/dtp.cuh"
 #include "kernels/elementwise.cuh"
 #include "kernels/optimizer.cuh"
 #include "kernels/pool.cuh"
 #include "kernels/reduce.cuh"
+#include "kernels/reversible.cuh"
 #include "kernels/softmax_xent.cuh"
+#include "kernels/spectrain.cuh"
 
 namespace sw {
 namespace {
@@ -93,6 +97,7 @@ CudaBackend::CudaBackend(int device, CudaOptions o) : device_(device), opts_(o) 
   SW_CUDA_CHECK(cudaSetDevice(device));
   installDeviceAllocator();
   SW_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  staging_ = std::make_unique<PinnedStaging>(stream_, o.maxPinnedBytes);
   SW_CUBLAS_CHECK(cublasCreate(&blas_));
   SW_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
   SW_CUBLAS_CHECK(cublasSetMathMode(blas_, o.allowTf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
@@ -106,7 +111,7 @@ CudaBackend::~CudaBackend() {
   plans_.clear();
   if (dnn_) cudnnDestroy(dnn_);
   if (blas_) cublasDestroy(blas_);
-  if (pinned_) cudaFreeHost(pinned_);
+  staging_.reset();
   workspace_ = labels_ = scratch_ = Tensor();
   if (stream_) cudaStreamDestroy(stream_);
 }
@@ -127,17 +132,39 @@ void* CudaBackend::workspace(size_t bytes) {
   return workspace_.data();
 }
 
-void* CudaBackend::pinned(size_t bytes) {
-  if (pinnedBytes_ < bytes) {
-    // The previous buffer may be the target of a copy still queued: drain the stream first.
-    SW_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    if (pinned_) SW_CUDA_CHECK(cudaFreeHost(pinned_));
-    pinned_ = nullptr;
-    const size_t want = std::max<size_t>(bytes, 4096);
-    SW_CUDA_CHECK(cudaMallocHost(&pinned_, want));
-    pinnedBytes_ = want;
+double* CudaBackend::scratchDoubles(int64_t count) {
+  if (!scratch_.defined() || scratch_.numel() < 2 * count) scratch_ = empty(Shape{2 * count});
+  return reinterpret_cast<double*>(scratch_.data());
+}
+
+size_t CudaBackend::pinnedBytes() const { return staging_->pinnedBytes(); }
+
+double* CudaBackend::rowSlots(int64_t n) {
+  double* rows = scratchDoubles(n + 2);
+  const int32_t none = INT32_MAX;
+  SW_CUDA_CHECK(cudaMemsetAsync(rows + n, 0, 2 * sizeof(double), stream_));
+  staging_->upload(rows + n, &none, sizeof none);
+  return rows;
+}
+
+LogitStats CudaBackend::readRows(const double* rows, int64_t n, int64_t k, const Tensor& labels) {
+  std::vector<double> host(size_t(n) + 2);
+  staging_->download(host.data(), rows, host.size() * sizeof(double));
+  int32_t badRow;
+  unsigned long long correct;
+  std::memcpy(&badRow, &host[size_t(n)], sizeof badRow);
+  std::memcpy(&correct, &host[size_t(n) + 1], sizeof correct);
+  if (badRow != INT32_MAX) {
+    const std::string value =
+        labels.device().isCpu() ? std::to_string(labels.data<int32_t>()[badRow]) : "(on device)";
+    throw DataError("label " + value + " out of range [0, " + std::to_string(k) +
+                    ") in sample " + std::to_string(badRow) + " of the batch");
   }
-  return pinned_;
+  // Summed on the host in row order, like the CPU backend's double accumulator.
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) total += host[size_t(i)];
+  // The mean in float, as softmaxXentForward returns it on both backends.
+  return {static_cast<double>(static_cast<float>(total / n)), static_cast<int64_t>(correct)};
 }
 
 const int32_t* CudaBackend::deviceLabels(const Tensor& labels) {
@@ -146,9 +173,8 @@ const int32_t* CudaBackend::deviceLabels(const Tensor& labels) {
     throw DeviceError("labels on " + labels.device().str() + ", backend on " + device().str());
   if (!labels_.defined() || labels_.numel() < labels.numel())
     labels_ = empty(Shape{std::max<int64_t>(labels.numel(), 1)});
-  // From pageable memory: returns once the source is staged, so the host buffer may change after.
-  SW_CUDA_CHECK(cudaMemcpyAsync(labels_.data(), labels.data(), labels.bytes(),
-                                cudaMemcpyHostToDevice, stream_));
+  // Staged at once, so the host buffer may change after.
+  staging_->upload(labels_.data(), labels.data(), labels.bytes());
   return labels_.data<int32_t>();
 }
 
@@ -175,12 +201,14 @@ void CudaBackend::copy(const Tensor& src, Tensor& dst) {
   }
   if (!fromHost) dev(src, "copy");
   if (!toHost) dev(dst, "copy");
-  const cudaMemcpyKind kind = fromHost ? cudaMemcpyHostToDevice
-                              : toHost ? cudaMemcpyDeviceToHost
-                                       : cudaMemcpyDeviceToDevice;
-  SW_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src.data(), src.bytes(), kind, stream_));
-  // The caller reads host memory as soon as copy returns.
-  if (toHost) SW_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  if (fromHost) {
+    staging_->upload(dst.data(), src.data(), src.bytes());
+  } else if (toHost) {
+    // The caller reads host memory as soon as copy returns: download waits for the copy.
+    staging_->download(dst.data(), src.data(), src.bytes());
+  } else {
+    SW_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src.data(), src.bytes(), cudaMemcpyDeviceToDevice, stream_));
+  }
 }
 
 void CudaBackend::synchronize() { SW_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
@@ -423,34 +451,12 @@ void CudaBackend::mul(const Tensor& a, const Tensor& b, Tensor& out) {
 float CudaBackend::softmaxXentForward(const Tensor& logits, const Tensor& labels, Tensor& probs) {
   const int64_t n = logits.dim(0), k = cols2d(logits);
   const int32_t* y = deviceLabels(labels);
-  // Scratch: n row losses (double) then the bad-row marker.
-  const int64_t floats = 2 * n + 2;
-  if (!scratch_.defined() || scratch_.numel() < floats) scratch_ = empty(Shape{floats});
-  double* rowLoss = reinterpret_cast<double*>(scratch_.data());
-  int32_t* bad = reinterpret_cast<int32_t*>(rowLoss + n);
-  const int32_t none = INT32_MAX;
-  SW_CUDA_CHECK(cudaMemcpyAsync(bad, &none, sizeof none, cudaMemcpyHostToDevice, stream_));
+  double* rows = rowSlots(n);
   launch([&] {
-    kernels::softmaxXentForward(dev(logits, "softmaxXent"), y, dev(probs, "softmaxXent"), rowLoss,
-                                bad, n, k, stream_);
+    kernels::softmaxXentForward(dev(logits, "softmaxXent"), y, dev(probs, "softmaxXent"), rows,
+                                reinterpret_cast<int32_t*>(rows + n), n, k, stream_);
   });
-  const size_t bytes = n * sizeof(double) + sizeof(int32_t);
-  char* host = static_cast<char*>(pinned(bytes));
-  SW_CUDA_CHECK(cudaMemcpyAsync(host, rowLoss, bytes, cudaMemcpyDeviceToHost, stream_));
-  SW_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  int32_t badRow;
-  std::memcpy(&badRow, host + n * sizeof(double), sizeof badRow);
-  if (badRow != INT32_MAX) {
-    const std::string value =
-        labels.device().isCpu() ? std::to_string(labels.data<int32_t>()[badRow]) : "(on device)";
-    throw DataError("label " + value + " out of range [0, " + std::to_string(k) +
-                    ") in sample " + std::to_string(badRow) + " of the batch");
-  }
-  // Summed on the host in row order, like the CPU backend's double accumulator.
-  const double* rl = reinterpret_cast<const double*>(host);
-  double total = 0;
-  for (int64_t i = 0; i < n; ++i) total += rl[i];
-  return static_cast<float>(total / n);
+  return static_cast<float>(readRows(rows, n, k, labels).ce);
 }
 
 void CudaBackend::softmaxXentBackward(const Tensor& probs, const Tensor& labels, Tensor& dlogits,
@@ -465,34 +471,31 @@ void CudaBackend::softmaxXentBackward(const Tensor& probs, const Tensor& labels,
 
 int64_t CudaBackend::countCorrect(const Tensor& logits, const Tensor& labels) {
   const int32_t* y = deviceLabels(labels);
-  if (!scratch_.defined() || scratch_.numel() < 2) scratch_ = empty(Shape{2});
-  auto* counter = reinterpret_cast<unsigned long long*>(scratch_.data());
+  auto* counter = reinterpret_cast<unsigned long long*>(scratchDoubles(1));
   SW_CUDA_CHECK(cudaMemsetAsync(counter, 0, sizeof *counter, stream_));
   launch([&] {
     kernels::countCorrect(dev(logits, "countCorrect"), y, logits.dim(0), cols2d(logits), counter,
                           stream_);
   });
-  auto* host = static_cast<unsigned long long*>(pinned(sizeof *counter));
-  SW_CUDA_CHECK(cudaMemcpyAsync(host, counter, sizeof *counter, cudaMemcpyDeviceToHost, stream_));
-  SW_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  return static_cast<int64_t>(*host);
+  unsigned long long host = 0;
+  staging_->download(&host, counter, sizeof host);
+  return static_cast<int64_t>(host);
 }
 
 void CudaBackend::splitChannels(const Tensor& x, Tensor& a, Tensor& b) {
-  SW_CHECK(x.dim(1) == a.dim(1) + b.dim(1) && x.dim(0) == a.dim(0) && x.dim(0) == b.dim(0),
-           "splitChannels: " + x.shape().str() + " into " + a.shape().str() + " + " + b.shape().str());
+  const ChannelHalves h = channelHalves(x, a, b, "splitChannels");
   // Per sample, x holds a's block then b's: two pitched 2-D copies, one row per sample.
-  const size_t sp = spatial(x), row = x.dim(1) * sp * 4, ra = a.dim(1) * sp * 4, rb = b.dim(1) * sp * 4;
+  const size_t sp = spatial(x), row = x.dim(1) * sp * 4, ra = h.ca * sp * 4, rb = h.cb * sp * 4;
   const size_t rows = x.dim(0);
   const char* src = reinterpret_cast<const char*>(dev(x, "splitChannels"));
-  if (ra) SW_CUDA_CHECK(cudaMemcpy2DAsync(dev(a, "splitChannels"), ra, src, row, ra, rows, cudaMemcpyDeviceToDevice, stream_));
-  if (rb) SW_CUDA_CHECK(cudaMemcpy2DAsync(dev(b, "splitChannels"), rb, src + ra, row, rb, rows, cudaMemcpyDeviceToDevice, stream_));
+  if (ra && a.defined()) SW_CUDA_CHECK(cudaMemcpy2DAsync(dev(a, "splitChannels"), ra, src, row, ra, rows, cudaMemcpyDeviceToDevice, stream_));
+  if (rb && b.defined()) SW_CUDA_CHECK(cudaMemcpy2DAsync(dev(b, "splitChannels"), rb, src + ra, row, rb, rows, cudaMemcpyDeviceToDevice, stream_));
 }
 
 void CudaBackend::concatChannels(const Tensor& a, const Tensor& b, Tensor& x) {
-  SW_CHECK(x.dim(1) == a.dim(1) + b.dim(1) && x.dim(0) == a.dim(0) && x.dim(0) == b.dim(0),
-           "concatChannels: " + a.shape().str() + " + " + b.shape().str() + " into " + x.shape().str());
-  const size_t sp = spatial(x), row = x.dim(1) * sp * 4, ra = a.dim(1) * sp * 4, rb = b.dim(1) * sp * 4;
+  SW_CHECK(a.defined() && b.defined(), "concatChannels needs both halves");
+  const ChannelHalves h = channelHalves(x, a, b, "concatChannels");
+  const size_t sp = spatial(x), row = x.dim(1) * sp * 4, ra = h.ca * sp * 4, rb = h.cb * sp * 4;
   const size_t rows = x.dim(0);
   char* dst = reinterpret_cast<char*>(dev(x, "concatChannels"));
   if (ra) SW_CUDA_CHECK(cudaMemcpy2DAsync(dst, row, dev(a, "concatChannels"), ra, ra, rows, cudaMemcpyDeviceToDevice, stream_));
@@ -528,14 +531,12 @@ void CudaBackend::scale(Tensor& x, float alpha) {
 
 double CudaBackend::reduce(const Tensor& x, bool squares) {
   const int64_t doubles = kernels::sumScratch(x.numel());
-  if (!scratch_.defined() || scratch_.numel() < 2 * doubles) scratch_ = empty(Shape{2 * doubles});
-  double* part = reinterpret_cast<double*>(scratch_.data());
+  double* part = scratchDoubles(doubles);
   double* out = part + doubles - 1;
   launch([&] { kernels::sum(dev(x, "sum"), x.numel(), squares, part, out, stream_); });
-  auto* host = static_cast<double*>(pinned(sizeof(double)));
-  SW_CUDA_CHECK(cudaMemcpyAsync(host, out, sizeof(double), cudaMemcpyDeviceToHost, stream_));
-  SW_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  return *host;
+  double host = 0;
+  staging_->download(&host, out, sizeof host);
+  return host;
 }
 
 double CudaBackend::sumSquares(const Tensor& x) { return reduce(x, true); }
@@ -558,6 +559,104 @@ void CudaBackend::adamUpdate(Tensor& param, const Tensor& grad, Tensor& m, Tenso
     kernels::adamUpdate(dev(param, "adamUpdate"), dev(grad, "adamUpdate"), dev(m, "adamUpdate"),
                         dev(v, "adamUpdate"), vm, param.numel(), a, stream_);
   });
+}
+
+void CudaBackend::larsUpdate(Tensor& param, Tensor& grad, Tensor& buf, const LarsOpts& o,
+                             bool firstStep) {
+  checkSameCount(param, grad, "larsUpdate");
+  const SgdOpts& g = o.sgd;
+  float* b = g.momentum != 0.f ? dev(buf, "larsUpdate") : nullptr;
+  const kernels::LarsArgs a{{g.lr, g.momentum, g.dampening, g.weightDecay, g.nesterov, firstStep},
+                            o.trust, o.eps};
+  double* scratch = scratchDoubles(kernels::larsScratch(param.numel()));
+  launch([&] {
+    kernels::larsUpdate(dev(param, "larsUpdate"), dev(grad, "larsUpdate"), b, param.numel(), a,
+                        scratch, stream_);
+  });
+}
+
+void CudaBackend::predictWeights(const Tensor& w, const Tensor& buf, const Tensor& lastD,
+                                 float momentum, float step, Tensor& out) {
+  checkSameCount(w, buf, "predictWeights");
+  checkSameCount(w, lastD, "predictWeights");
+  checkSameCount(w, out, "predictWeights");
+  const float* b = buf.defined() ? dev(buf, "predictWeights") : nullptr;
+  const float* d = lastD.defined() ? dev(lastD, "predictWeights") : nullptr;
+  launch([&] {
+    kernels::predictWeights(dev(w, "predictWeights"), b, d, momentum, step,
+                            dev(out, "predictWeights"), w.numel(), stream_);
+  });
+}
+
+void CudaBackend::coupling(Coupling dir, const Tensor& x, const Tensor& f, Tensor& out) {
+  const int64_t n = x.dim(0), half = couplingHalf(x, f, out);
+  const auto kdir = dir == Coupling::kForward ? kernels::CouplingDir::kForward : kernels::CouplingDir::kInverse;
+  launch([&] {
+    kernels::coupling(kdir, dev(x, "coupling"), dev(f, "coupling"), dev(out, "coupling"), n, half,
+                      stream_);
+  });
+}
+
+double CudaBackend::dtpDrlLoss(const Tensor& dx, const Tensor& dTilde, const Tensor& dHat,
+                               float gradScale, Tensor* upTilde, Tensor* upHat) {
+  const int64_t n = dx.numel(), B = dx.dim(0);
+  checkSameCount(dx, dTilde, "dtpDrlLoss");
+  checkSameCount(dx, dHat, "dtpDrlLoss");
+  checkSameCount(dx, upTilde ? *upTilde : Tensor(), "dtpDrlLoss");
+  checkSameCount(dx, upHat ? *upHat : Tensor(), "dtpDrlLoss");
+  // The same float constants as the CPU reference.
+  const float kt = -2.f * gradScale / float(B), kh = 2.f * gradScale / float(B);
+  double* scratch = scratchDoubles(kernels::dtpScratch(n));
+  double* sums = nullptr;
+  launch([&] {
+    sums = kernels::dtpDrlLoss(dev(dx, "dtpDrlLoss"), dev(dTilde, "dtpDrlLoss"), dev(dHat, "dtpDrlLoss"),
+                               n, kt, kh, upTilde ? dev(*upTilde, "dtpDrlLoss") : nullptr,
+                               upHat ? dev(*upHat, "dtpDrlLoss") : nullptr, scratch, stream_);
+  });
+  double host[2];
+  staging_->download(host, sums, sizeof host);
+  return (-2.0 * host[0] + host[1]) / double(B);
+}
+
+LogitStats CudaBackend::dtpFirstTarget(const Tensor& z, const Tensor& labels, float beta,
+                                       Tensor& t) {
+  checkSameCount(z, t, "dtpFirstTarget");
+  const int64_t n = z.dim(0), k = cols2d(z);
+  const int32_t* y = deviceLabels(labels);
+  double* rows = rowSlots(n);
+  launch([&] {
+    kernels::dtpFirstTarget(dev(z, "dtpFirstTarget"), y, dev(t, "dtpFirstTarget"), rows,
+                            reinterpret_cast<int32_t*>(rows + n),
+                            reinterpret_cast<unsigned long long*>(rows + n + 1), n, k, beta, stream_);
+  });
+  return readRows(rows, n, k, labels);
+}
+
+void CudaBackend::dtpDifferenceTarget(const Tensor& h, const Tensor& gt, const Tensor& gh,
+                                      Tensor& t) {
+  checkSameCount(h, gt, "dtpDifferenceTarget");
+  checkSameCount(h, gh, "dtpDifferenceTarget");
+  checkSameCount(h, t, "dtpDifferenceTarget");
+  launch([&] {
+    kernels::dtpDifferenceTarget(dev(h, "dtpDifferenceTarget"), dev(gt, "dtpDifferenceTarget"),
+                                 dev(gh, "dtpDifferenceTarget"), dev(t, "dtpDifferenceTarget"),
+                                 h.numel(), stream_);
+  });
+}
+
+double CudaBackend::dtpLocalLoss(const Tensor& h, const Tensor& t, Tensor& grad) {
+  checkSameCount(h, t, "dtpLocalLoss");
+  checkSameCount(h, grad, "dtpLocalLoss");
+  const int64_t n = h.numel(), B = h.dim(0);
+  double* scratch = scratchDoubles(kernels::dtpScratch(n));
+  double* sum = nullptr;
+  launch([&] {
+    sum = kernels::dtpLocalLoss(dev(h, "dtpLocalLoss"), dev(t, "dtpLocalLoss"), dev(grad, "dtpLocalLoss"),
+                                n, 1.f / float(B), scratch, stream_);
+  });
+  double host = 0;
+  staging_->download(&host, sum, sizeof host);
+  return 0.5 * host / double(B);
 }
 
 int cudaDeviceCount() { return kernels::deviceCount(); }

@@ -2,7 +2,8 @@
 // identity), cuDNN 9 convolutions (legacy API; algorithm per geometry chosen once by cuDNN's
 // heuristics, one workspace reused and grown) and batch norm, our kernels/ for everything else.
 // All work is queued on one compute stream; ops that return a host value (losses, sums, counts)
-// and copies to the host synchronise it. fp32 throughout: TF32 is off unless CudaOptions allow it,
+// and copies to the host synchronise it. Host <-> device copies go through pinned staging blocks
+// (PinnedStaging), so uploads are queued without waiting for the device. fp32 throughout: TF32 is off unless CudaOptions allow it,
 // so results are comparable with the CPU reference.
 #pragma once
 #include <cublas_v2.h>
@@ -16,6 +17,8 @@
 #include "backend/Backend.h"
 
 namespace sw {
+
+class PinnedStaging;
 
 class CudaBackend final : public Backend {
  public:
@@ -89,9 +92,21 @@ class CudaBackend final : public Backend {
                  bool firstStep) override;
   void adamUpdate(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, Tensor& vmax,
                   const AdamOpts& o) override;
+  void larsUpdate(Tensor& param, Tensor& grad, Tensor& buf, const LarsOpts& o,
+                  bool firstStep) override;
+  void predictWeights(const Tensor& w, const Tensor& buf, const Tensor& lastD, float momentum,
+                      float step, Tensor& out) override;
+  void coupling(Coupling dir, const Tensor& x, const Tensor& f, Tensor& out) override;
+  double dtpDrlLoss(const Tensor& dx, const Tensor& dTilde, const Tensor& dHat, float gradScale,
+                    Tensor* upTilde, Tensor* upHat) override;
+  LogitStats dtpFirstTarget(const Tensor& z, const Tensor& labels, float beta, Tensor& t) override;
+  void dtpDifferenceTarget(const Tensor& h, const Tensor& gt, const Tensor& gh, Tensor& t) override;
+  double dtpLocalLoss(const Tensor& h, const Tensor& t, Tensor& grad) override;
 
   // Convolution geometries planned so far (descriptors + algorithms cached per ConvGeom::key).
   size_t convPlans() const { return plans_.size(); }
+  // Page-locked bytes held by the host <-> device staging blocks.
+  size_t pinnedBytes() const;
 
  private:
   struct ConvPlan;
@@ -101,8 +116,14 @@ class CudaBackend final : public Backend {
   float* dev(const Tensor& t, const char* op) const;
   // Labels on the device: used in place when already there, else uploaded into a scratch buffer.
   const int32_t* deviceLabels(const Tensor& labels);
-  // Pinned host staging for values read back by the host (losses, sums, counts).
-  void* pinned(size_t bytes);
+  // Device scratch of at least `count` doubles (reused; stream order makes reuse safe).
+  double* scratchDoubles(int64_t count);
+  // Softmax results in device scratch: n row losses (double), the bad-label marker (int32, in
+  // slot n) and a correct-row counter (uint64, slot n + 1). rowSlots() sets the marker and clears
+  // the counter; readRows() copies all back, throws DataError on a bad label and returns the mean
+  // loss (summed on the host in row order, like the CPU backend) and the count.
+  double* rowSlots(int64_t n);
+  LogitStats readRows(const double* rows, int64_t n, int64_t k, const Tensor& labels);
   double reduce(const Tensor& x, bool squares);
 
   int device_;
@@ -112,8 +133,7 @@ class CudaBackend final : public Backend {
   cudnnHandle_t dnn_ = nullptr;
   std::unordered_map<std::string, std::unique_ptr<ConvPlan>> plans_;
   Tensor workspace_, labels_, scratch_;
-  void* pinned_ = nullptr;
-  size_t pinnedBytes_ = 0;
+  std::unique_ptr<PinnedStaging> staging_;
 };
 
 }  // namespace sw
