@@ -175,6 +175,11 @@ std::vector<double> localLosses(Model& f, ForwardPass& fp, const Targets& t) {
 }
 
 BpComparison compareWithBackprop(Model& f, const Tensor& x, const Tensor& labels, float beta) {
+  auto dot = [](const Tensor& a, const Tensor& b) {  // host tensors, double accumulation
+    double s = 0;
+    for (int64_t i = 0; i < a.numel(); ++i) s += double(a.data()[i]) * b.data()[i];
+    return s;
+  };
   Backend& be = f.backend();
   const size_t nb = f.numBlocks();
   std::vector<std::vector<Tensor>> dtpGrad(nb);
