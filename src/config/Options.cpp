@@ -149,7 +149,7 @@ const std::vector<Key>& keys() {
        [](TrainConfig& c, const std::string& v) { c.model.batchnorm = toBool("model.batchnorm", v); }},
       {"model.width", "0", "base channel width (0 = the model's default; wrn: widen factor k, default 10)",
        [](TrainConfig& c, const std::string& v) { c.model.width = toInt("model.width", v, 0, 65536); }},
-      {"model.depth", "0", "wrn depth 6N + 4 (0 = 28)",
+      {"model.depth", "0", "wrn: depth 6N + 4 (0 = 28); simple_vgg: conv blocks 1..5 (0 = 5)",
        [](TrainConfig& c, const std::string& v) { c.model.depth = toInt("model.depth", v, 0, 10000); }},
       // [data]
       {"data.name", "fashion_mnist", "fashion_mnist|mnist|cifar10|hdf5|synthetic",

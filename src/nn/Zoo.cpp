@@ -62,16 +62,22 @@ void buildLenet(Model& m, const ModelSpec& s, Backend& be) {
 }
 
 // DTP's simple_vgg (spec seed-dtp.md 1.1): 5 x [conv3x3 pad 1 + bias, ELU, maxpool 2], linear.
+// model.depth = D < 5 keeps the first D conv blocks (a shallower net for small data sets; the
+// head then flattens C x H/2^D x W/2^D features).
 void buildSimpleVgg(Model& m, const ModelSpec& s, Backend& be) {
   Rng& rng = m.initRng();
   const Shape& in = m.sampleShape();
   std::vector<int64_t> ch{128, 128, 256, 256, 512};
   if (s.width > 0)
     for (auto& c : ch) c = c * s.width / 128;
-  if (in[1] != 32 || in[2] != 32)
-    throw ConfigError("model simple_vgg needs 32x32 input (5 pooling stages), got " +
-                      std::to_string(in[1]) + "x" + std::to_string(in[2]) +
-                      "; for 28x28 data set data.pad_to=32");
+  if (s.depth < 0 || s.depth > 5)
+    throw ConfigError("model.depth = " + std::to_string(s.depth) + ": simple_vgg has 1 to 5 conv blocks (0 = 5)");
+  if (s.depth > 0) ch.resize(size_t(s.depth));
+  const int64_t scale = int64_t(1) << ch.size();
+  if (in[1] % scale != 0 || in[2] % scale != 0)
+    throw ConfigError("model simple_vgg with " + std::to_string(ch.size()) + " pooling stages needs input sides divisible by " +
+                      std::to_string(scale) + ", got " + std::to_string(in[1]) + "x" + std::to_string(in[2]) +
+                      (ch.size() == 5 ? "; for 28x28 data set data.pad_to=32" : ""));
   int64_t cin = in[0];
   for (size_t k = 0; k < ch.size(); ++k) {
     Sequential& b = m.addBlock("conv" + std::to_string(k));
@@ -82,7 +88,7 @@ void buildSimpleVgg(Model& m, const ModelSpec& s, Backend& be) {
   }
   Sequential& h = m.addBlock("head");
   h.add(std::make_unique<Flatten>(be), "flatten");
-  h.add(std::make_unique<Linear>(be, cin, m.classes(), true, rng), "linear");
+  h.add(std::make_unique<Linear>(be, cin * (in[1] / scale) * (in[2] / scale), m.classes(), true, rng), "linear");
 }
 
 // All-CNN-C as in Parle (spec seed-parle.md 7.2); the last 1x1 block keeps BN + ReLU.

@@ -1,6 +1,7 @@
 // Config parsing: INI sections, overrides, unknown keys and bad values named in the error.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "config/TrainConfig.h"
@@ -48,6 +49,17 @@ TEST(Config, ScheduleConvolutionAndTransportKeys) {
   EXPECT_NE(errorOf([] { parseConfig("", {"runtime.cpu_conv=fast"}); }).find("runtime.cpu_conv"), std::string::npos);
   EXPECT_NE(errorOf([] { parseConfig("", {"optim.poly_per_iteration=maybe"}); }).find("optim.poly_per_iteration"),
             std::string::npos);
+}
+
+TEST(Config, EveryShippedConfigParses) {
+  // A key renamed in Options.cpp must not silently break a config users start from.
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(std::string(SW_SOURCE_DIR) + "/configs")) {
+    if (e.path().extension() != ".ini") continue;
+    EXPECT_NO_THROW(parseConfig(e.path().string(), {})) << e.path();
+    ++n;
+  }
+  EXPECT_GE(n, 20);
 }
 
 TEST(Config, UnknownKeysAndBadValuesAreNamed) {

@@ -162,6 +162,33 @@ TEST(DtpNetwork, SimpleVggShapesAndParameterCounts) {
   }
 }
 
+TEST(DtpNetwork, ShallowSimpleVgg) {
+  // model.depth = 2 on 28x28: conv 1->16 (160), conv 16->16 (2,320), head 16*7*7 -> 10 (7,850);
+  // the feedback net inverts it block by block (G_2 is a linear map 10 -> 16x7x7).
+  ModelSpec s;
+  s.name = "simple_vgg";
+  s.width = 16;
+  s.depth = 2;
+  auto m = buildModel(cpu(), s, Shape{1, 28, 28}, 10, 1);
+  EXPECT_EQ(m->numBlocks(), 3u);
+  EXPECT_EQ(m->numParams(), 160 + 2320 + 7850);
+  FeedbackNet g(cpu(), *m, "simple_vgg", 1);
+  ForwardPass fp;
+  forwardPass(*m, describeForward(*m, "simple_vgg"), randn(Shape{2, 1, 28, 28}, 1), labelsOf(2, 10), fp);
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(g.block(i).forward(fp.h[size_t(i)], fp.idx[size_t(i)]).shape(), fp.input(i).shape()) << "G_" << i;
+  for (auto [depth, side, what] : {std::tuple{6, 32, "1 to 5 conv blocks"}, std::tuple{3, 28, "divisible by 8"},
+                                   std::tuple{5, 28, "data.pad_to=32"}}) {
+    s.depth = depth;
+    try {
+      buildModel(cpu(), s, Shape{1, side, side}, 10, 1);
+      ADD_FAILURE() << "depth " << depth << " on " << side << "x" << side;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(DtpNetwork, AdjointIdentities) {
   // E6: <Conv(u; W), v> = <u, ConvT(v; W)> with the same weight tensor, and
   // <Pool_idx(u), v> = <u, Unpool(v; idx)>; unpool restores the pool input's shape.
