@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <sstream>
 
@@ -215,34 +216,28 @@ EvalResult DtpTrainer::run(const std::atomic<bool>* stop) {
     for (size_t i = 1; i < nblocks; ++i)
       tr.extra.push_back(
           {"norm_ratio_G" + std::to_string(i), dtp::feedbackNormRatio(g_->block(int(i)), *model_, int(i))});
-    if (bpAngleN > 0)
-      for (size_t i = 0; i < nblocks; ++i)
-        tr.extra.push_back({"bp_angle_F" + std::to_string(i), bpAngle[i] / double(bpAngleN)});
-    if (bpAngleN > 0)
-      for (size_t i = 0; i < nblocks; ++i)
-        tr.extra.push_back({"bp_norm_ratio_F" + std::to_string(i), bpNorm[i] / double(bpAngleN)});
+    for (size_t i = 0; i < nblocks && bpAngleN > 0; ++i) {
+      tr.extra.push_back({"bp_angle_F" + std::to_string(i), bpAngle[i] / double(bpAngleN)});
+      tr.extra.push_back({"bp_norm_ratio_F" + std::to_string(i), bpNorm[i] / double(bpAngleN)});
+    }
     tr.extra.push_back({"forward_s_per_step", tForward / n});
     tr.extra.push_back({"update_s_per_step", tUpdate / n});
     tr.extra.push_back({"resyncs", double(resyncs_)});
   };
   h.epochNote = [&](int) {
     std::ostringstream angles;
-    angles << " | angle(G,F^T) deg ";
-    for (size_t i = 1; i < nblocks; ++i)
-      angles << (i > 1 ? "," : "") << std::fixed << std::setprecision(0)
-             << dtp::feedbackAngle(g_->block(int(i)), *model_, int(i));
+    // Values i = first..nblocks-1 of f(i), comma-separated, with `digits` decimals.
+    auto list = [&](const char* label, size_t first, int digits, const std::function<double(size_t)>& f) {
+      angles << label;
+      for (size_t i = first; i < nblocks; ++i)
+        angles << (i > first ? "," : "") << std::fixed << std::setprecision(digits) << f(i);
+    };
+    list(" | angle(G,F^T) deg ", 1, 0, [&](size_t i) { return dtp::feedbackAngle(g_->block(int(i)), *model_, int(i)); });
     if (bpAngleN > 0) {
-      angles << " | angle(dtp,bp) deg ";
-      for (size_t i = 0; i < nblocks; ++i)
-        angles << (i > 0 ? "," : "") << std::fixed << std::setprecision(0) << bpAngle[i] / double(bpAngleN);
-      angles << " |dtp|/|beta bp| ";
-      for (size_t i = 0; i < nblocks; ++i)
-        angles << (i > 0 ? "," : "") << std::fixed << std::setprecision(2) << bpNorm[i] / double(bpAngleN);
+      list(" | angle(dtp,bp) deg ", 0, 0, [&](size_t i) { return bpAngle[i] / double(bpAngleN); });
+      list(" | |dtp|/|beta bp| ", 0, 2, [&](size_t i) { return bpNorm[i] / double(bpAngleN); });
     }
-    angles << " | |G|/|F| ";
-    for (size_t i = 1; i < nblocks; ++i)
-      angles << (i > 1 ? "," : "") << std::fixed << std::setprecision(2)
-             << dtp::feedbackNormRatio(g_->block(int(i)), *model_, int(i));
+    list(" | |G|/|F| ", 1, 2, [&](size_t i) { return dtp::feedbackNormRatio(g_->block(int(i)), *model_, int(i)); });
     return angles.str();
   };
   return loop.run(h, stop, &stoppedBySignal_);
