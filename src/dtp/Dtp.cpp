@@ -8,6 +8,7 @@
 
 #include "config/TrainConfig.h"
 #include "core/Error.h"
+#include "nn/Loss.h"
 #include "nn/Pool.h"
 
 namespace sw::dtp {
@@ -189,15 +190,13 @@ BpComparison compareWithBackprop(Model& f, const Tensor& x, const Tensor& labels
       be.copy(p->grad, copy);
       dtpGrad[i].push_back(copy);
     }
-  Ctx ctx;
-  const Tensor z = f.forward(x, ctx, Mode::kTrain);
-  Tensor probs = be.empty(z.shape()), dz = be.empty(z.shape());
-  be.softmaxXentForward(z, labels, probs);
-  be.softmaxXentBackward(probs, labels, dz, beta / float(z.dim(0)));
+  Ctx ctx, lossCtx;
+  SoftmaxCrossEntropy ce(be);
+  ce.forward(f.forward(x, ctx, Mode::kTrain), labels, lossCtx);
   f.zeroGrad();
-  f.backward(dz, ctx);
+  f.backward(ce.backward(lossCtx, beta), ctx);  // beta x the batch-mean cross-entropy's gradient
   BpComparison out;
-  out.angle.assign(nb, 90.0);
+  out.angle.assign(nb, 0.0);
   out.normRatio.assign(nb, 0.0);
   for (size_t i = 0; i < nb; ++i) {
     double ab = 0, aa = 0, bb = 0;
@@ -209,7 +208,7 @@ BpComparison compareWithBackprop(Model& f, const Tensor& x, const Tensor& labels
       bb += dot(bp, bp);
       be.copy(dtpGrad[i][k], ps[k]->grad);  // restore the DTP gradient
     }
-    if (aa > 0 && bb > 0) out.angle[i] = std::acos(std::clamp(ab / std::sqrt(aa * bb), -1.0, 1.0)) * 180.0 / M_PI;
+    out.angle[i] = angleDegrees(ab, aa, bb);
     if (bb > 0) out.normRatio[i] = std::sqrt(aa / bb);
   }
   return out;

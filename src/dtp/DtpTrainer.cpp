@@ -149,7 +149,8 @@ EvalResult DtpTrainer::run(const std::atomic<bool>* stop) {
   // Per-epoch sums on this rank: local losses, L-DRL losses (owned blocks), phase seconds.
   std::vector<double> local, drl, bpAngle, bpNorm;
   int64_t bpAngleN = 0;
-  engine_->setBpAngleEvery(cfg_.dtp.bpAngleEvery);
+  // The probe changes nothing, so only the rank that records the metrics pays for it.
+  engine_->setBpAngleEvery(leader ? cfg_.dtp.bpAngleEvery : 0);
   double tForward = 0, tFeedback = 0, tSync = 0, tUpdate = 0;
   int64_t steps = 0;
   Batch batch;

@@ -210,9 +210,12 @@ double feedbackAngle(FeedbackBlock& g, Model& forward, int block) {
     gg += a * a;
     ff += b * b;
   }
-  if (gg == 0 || ff == 0) return 90.0;
-  const double c = std::clamp(dot / std::sqrt(gg * ff), -1.0, 1.0);
-  return std::acos(c) * 180.0 / M_PI;
+  return angleDegrees(dot, gg, ff);
+}
+
+double angleDegrees(double ab, double aa, double bb) {
+  if (aa == 0 || bb == 0) return 90.0;
+  return std::acos(std::clamp(ab / std::sqrt(aa * bb), -1.0, 1.0)) * 180.0 / M_PI;
 }
 
 double feedbackNormRatio(FeedbackBlock& g, Model& forward, int block) {

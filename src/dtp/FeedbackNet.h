@@ -83,6 +83,8 @@ class FeedbackNet {
 // blocks: the same tensor; head: W_G vs W_F^T), flattened, cosine clamped to [-1, 1] (the
 // official repository's metric, spec 6.3 pitfall 12).
 double feedbackAngle(FeedbackBlock& g, Model& forward, int block);
+// The angle in degrees between two vectors given <a,b>, |a|^2 and |b|^2 (90 when either is zero).
+double angleDegrees(double ab, double aa, double bb);
 // |W_G| / |W_F|: the feedback weight's norm relative to the forward weight it should match.
 double feedbackNormRatio(FeedbackBlock& g, Model& forward, int block);
 

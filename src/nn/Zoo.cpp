@@ -352,6 +352,8 @@ std::unique_ptr<Model> buildModel(Backend& be, const ModelSpec& spec, const Shap
   const bool image = sample.rank() == 3;
   if (n != "mlp" && n != "mlp_bn" && !image)
     throw ConfigError("model." + n + " needs image input (C,H,W), got " + sample.str());
+  if (spec.depth != 0 && n != "wrn" && n != "simple_vgg" && n != "wrn16_4" && n != "wrn28_10")
+    throw ConfigError("model.depth = " + std::to_string(spec.depth) + ": only model.name = wrn or simple_vgg takes a depth, not " + n);
   if (n == "mlp" || n == "mlp_bn") buildMlp(*m, spec, be);
   else if (n == "lenet") {
     if (sample[1] < 20 || sample[2] < 20)

@@ -188,6 +188,16 @@ TEST(DtpNetwork, ShallowSimpleVgg) {
       EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
     }
   }
+  // A depth on a model that has none is refused, not ignored.
+  s.name = "lenet";
+  s.depth = 2;
+  s.width = 0;
+  try {
+    buildModel(cpu(), s, Shape{1, 28, 28}, 10, 1);
+    ADD_FAILURE() << "model.depth on lenet";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.depth"), std::string::npos) << e.what();
+  }
 }
 
 TEST(DtpNetwork, AdjointIdentities) {
