@@ -15,8 +15,8 @@
 #include "coord/Coordinator.h"
 #include "core/Error.h"
 #include "core/Log.h"
-#include "dtp/DtpTrainer.h"
-#include "schedule/ScheduleCommand.h"
+#include "algo/Registry.h"
+#include "app/ScheduleCommand.h"
 #include "train/Trainer.h"
 
 namespace {
@@ -71,13 +71,13 @@ sw::TrainConfig loadConfig(TrainArgs& t) {
     if (t.config.empty()) throw sw::ConfigError(std::string("--config FILE is required\n") + kUsage);
     cfg = sw::parseConfig(t.config, t.overrides);
   }
+  (void)sw::findAlgorithm(cfg.train.algo);  // an unknown train.algo is bad input, named here
   if (t.out.empty()) t.out = !t.resume.empty() ? t.resume : "runs/" + std::filesystem::path(t.config).stem().string();
   return cfg;
 }
 
-// Runs any trainer (Trainer, DtpTrainer) to the end with the signal handlers installed.
-template <class T>
-int trainWith(T& trainer, sw::Communicator& world, const std::string& out) {
+// Runs the trainer to the end with the signal handlers installed.
+int trainWith(sw::Trainer& trainer, sw::Communicator& world, const std::string& out) {
   trainer.prepare();  // all input validated here, on every rank, before anything is written
   std::signal(SIGINT, onSignal);
   std::signal(SIGTERM, onSignal);
@@ -104,7 +104,8 @@ int train(const std::vector<std::string>& args, sw::MpiRuntime& mpi) {
     text = cfg.iniText();
   });
   if (world.rank() == 0 && t.help) {
-    std::cout << kUsage << "\nconfig keys (INI [section] key = value, or section.key=value):\n" << sw::configHelp();
+    std::cout << kUsage << "\nconfig keys (INI [section] key = value, or section.key=value):\n" << sw::configHelp()
+              << "\nalgorithms (train.algo) and the config sections they read:\n" << sw::algorithmHelp();
   }
   std::string help = t.help ? "1" : "";
   world.broadcastString(help, 0);
@@ -116,10 +117,6 @@ int train(const std::vector<std::string>& args, sw::MpiRuntime& mpi) {
   cfg.runtime.localRanks = mpi.localSize();
   cfg.runtime.localRank = mpi.localRank();
   world.setOptions({.timeoutSeconds = cfg.runtime.commTimeout});
-  if (sw::isDtpAlgo(cfg.train.algo)) {
-    sw::DtpTrainer trainer(cfg, t.out, t.resume, &world);
-    return trainWith(trainer, world, t.out);
-  }
   sw::Trainer trainer(cfg, t.out, t.resume, &world);
   return trainWith(trainer, world, t.out);
 }

@@ -75,13 +75,6 @@ int64_t couplingHalf(const Tensor& x, const Tensor& f, const Tensor& out) {
   return x.dim(0) ? x.numel() / x.dim(0) / 2 : 0;
 }
 
-Tensor Backend::toHost(const Tensor& t) {
-  if (t.device().isCpu()) return t;
-  Tensor h = Tensor::empty(t.shape());
-  copy(t, h);
-  return h;
-}
-
 Tensor Backend::fromHost(const Tensor& host) {
   if (device().isCpu()) return host;
   Tensor d = empty(host.shape());

@@ -8,7 +8,9 @@
 #include <string>
 
 #include "core/Rng.h"
+
 #include "core/Tensor.h"
+#include "core/TensorCopier.h"
 
 namespace sw {
 
@@ -72,24 +74,18 @@ struct LogitStats {
   int64_t correct = 0;   // rows whose argmax is the label (as countCorrect)
 };
 
-class Backend {
+class Backend : public TensorCopier {
  public:
-  virtual ~Backend() = default;
+  ~Backend() override = default;
   virtual std::string name() const = 0;
-  virtual Device device() const = 0;
 
   // Memory.
   virtual Tensor empty(const Shape& s) = 0;
   virtual Tensor zeros(const Shape& s) = 0;
   virtual void fill(Tensor& t, float v) = 0;
-  virtual void copy(const Tensor& src, Tensor& dst) = 0;  // any device pair
-  Tensor toHost(const Tensor& t);
+  // device(), copy(), toHost() and nativeStream() come from TensorCopier.
   Tensor fromHost(const Tensor& host);
   virtual void synchronize() {}
-  // The backend's compute stream as an opaque handle (a cudaStream_t for the CUDA backend, null
-  // on the CPU): lets a device communicator order its own stream after the compute stream
-  // without core or comm depending on the backend.
-  virtual void* nativeStream() { return nullptr; }
 
   // Linear algebra on row-major 2-D views: C = alpha op(A) op(B) + beta C.
   virtual void gemm(const Tensor& a, const Tensor& b, Tensor& c, GemmOpts o) = 0;

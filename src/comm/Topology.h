@@ -1,7 +1,6 @@
 // Topology: how the world's ranks map to (replica, stage). world = replicas x stages; the
 // stages of one replica are consecutive ranks (a pipeline stays on one node when it fits), so
-// rank = replica * stages + stage. Also the partition of a model's blocks into stages: an
-// explicit boundary list from the config, or balanced by measured per-block cost.
+// rank = replica * stages + stage. (How a model's blocks are cut into stages: nn/Partition.h.)
 #pragma once
 #include <cstddef>
 #include <string>
@@ -34,17 +33,5 @@ class Topology {
  private:
   int world_, stages_;
 };
-
-// Half-open block ranges [begin, end) of each stage.
-struct StageRange {
-  size_t begin = 0, end = 0;
-};
-
-// Parses "0,3,6" (the first block of stages 1..S-1) for `numBlocks` blocks into S ranges.
-// Throws ConfigError naming `key` when the list is not strictly increasing inside (0, numBlocks).
-std::vector<StageRange> partitionExplicit(const std::string& list, size_t numBlocks, int stages,
-                                          const std::string& key);
-// Contiguous partition minimising the most expensive stage (exact, by dynamic programming).
-std::vector<StageRange> partitionBalanced(const std::vector<double>& blockCost, int stages);
 
 }  // namespace sw

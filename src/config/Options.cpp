@@ -11,6 +11,7 @@
 
 #include "config/TrainConfig.h"
 #include "core/Error.h"
+#include "core/Strings.h"
 
 namespace po = boost::program_options;
 
@@ -21,34 +22,19 @@ namespace {
   throw ConfigError(key + ": expected " + expected + ", got '" + v + "'");
 }
 
-std::string trim(const std::string& s) {
-  size_t a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
-  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
-}
-
 int64_t toInt(const std::string& k, const std::string& v, int64_t lo, int64_t hi) {
-  size_t pos = 0;
-  int64_t x = 0;
-  try {
-    x = std::stoll(v, &pos);
-  } catch (...) {
-    bad(k, v, "an integer");
-  }
-  if (pos != v.size()) bad(k, v, "an integer");
+  const std::optional<int64_t> p = parseInt(v);
+  if (!p) bad(k, v, "an integer");
+  const int64_t x = *p;
   if (x < lo || x > hi)
     bad(k, v, "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
   return x;
 }
 
 double toDouble(const std::string& k, const std::string& v, double lo, double hi) {
-  size_t pos = 0;
-  double x = 0;
-  try {
-    x = std::stod(v, &pos);
-  } catch (...) {
-    bad(k, v, "a number");
-  }
-  if (pos != v.size() || !std::isfinite(x)) bad(k, v, "a finite number");
+  const std::optional<double> p = parseNumber(v);
+  if (!p) bad(k, v, "a finite number");
+  const double x = *p;
   if (x < lo || x > hi) {
     std::ostringstream os;
     os << "a number in [" << lo << ", " << hi << "]";
@@ -65,12 +51,8 @@ bool toBool(const std::string& k, const std::string& v) {
 
 std::vector<std::string> splitList(const std::string& v) {
   std::vector<std::string> out;
-  std::string cur;
-  std::istringstream is(v);
-  while (std::getline(is, cur, ',')) {
-    cur = trim(cur);
-    if (!cur.empty()) out.push_back(cur);
-  }
+  for (std::string& item : splitTrimmed(v, ','))
+    if (!item.empty()) out.push_back(std::move(item));
   return out;
 }
 
@@ -111,15 +93,15 @@ struct Key {
   std::function<void(TrainConfig&, const std::string&)> set;
 };
 
-const std::vector<std::string> kAlgos{"bp", "dp", "mp", "gpipe", "1f1b", "pipedream", "spectrain",
-                                      "petra", "interlocking", "local", "parle", "dtp",
-                                      "dtp_parallel"};
-
 const std::vector<Key>& keys() {
   static const std::vector<Key> k = {
       // [train]
-      {"train.algo", "bp", "training algorithm: " "bp|dp|mp|gpipe|1f1b|pipedream|spectrain|petra|interlocking|local|parle|dtp|dtp_parallel",
-       [](TrainConfig& c, const std::string& v) { c.train.algo = oneOf("train.algo", v, kAlgos); }},
+      // The algorithm names are the registry's (algo/Registry.h), which checks this key.
+      {"train.algo", "bp", "training algorithm (the list below)",
+       [](TrainConfig& c, const std::string& v) {
+         if (v.empty()) bad("train.algo", v, "an algorithm name");
+         c.train.algo = v;
+       }},
       {"train.epochs", "1", "epochs to train",
        [](TrainConfig& c, const std::string& v) { c.train.epochs = int(toInt("train.epochs", v, 1, 100000)); }},
       {"train.batch_size", "128", "samples per optimizer step over all replicas (split evenly over replicas and micro-batches)",

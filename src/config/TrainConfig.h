@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/BackendFactory.h"
 #include "data/Dataset.h"
 #include "data/Loader.h"
 #include "nn/Zoo.h"
@@ -38,12 +39,18 @@ struct RuntimeSection {
   std::string device = "cpu";  // cpu | cuda | auto
   double commTimeout = 300;    // communication watchdog (seconds)
   FaultSpec fault;
-  int jitterUs = 0;
-  std::string cpuConv = "auto";
-  bool ncclP2p = false;          // pipeline messages of device tensors over NCCL (else staged MPI)  // auto (oneDNN direct kernels where available) | im2col            // testing: random sleep of 0..N microseconds before each instruction
+  int jitterUs = 0;            // testing: random sleep of 0..N microseconds before each instruction
+  std::string cpuConv = "auto";  // auto (oneDNN direct kernels where available) | im2col
+  bool ncclP2p = false;        // pipeline messages of device tensors over NCCL (else staged MPI)
   int localRanks = 1;          // not a key: ranks sharing this host (threads = 0 splits the cores)
   int localRank = 0;           // not a key: this rank's index on its host (picks the GPU)
+  BackendOptions backend() const {
+    return {.device = device, .threads = threads, .cpuConv = cpuConv, .localRanks = localRanks, .localRank = localRank};
+  }
 };
+
+// The backend named by the runtime section.
+inline std::unique_ptr<Backend> makeBackend(const RuntimeSection& rt) { return makeBackend(rt.backend()); }
 
 struct PipeSection {
   int stages = 0;              // 0 = automatic (all ranks for pipeline algorithms)
@@ -54,8 +61,8 @@ struct PipeSection {
 
 struct PipeDreamSection {
   bool verticalSync = false;
-  int drainEvery = 64;
-  bool stash = true;           // weight stashing         // mini-batches per round (0 = the whole epoch)
+  int drainEvery = 64;         // mini-batches per round (0 = the whole epoch)
+  bool stash = true;           // weight stashing (false: a backward reads the current weights)
 };
 
 struct SpecTrainSection {

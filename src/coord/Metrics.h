@@ -2,12 +2,28 @@
 // acc, samples_per_s, wall_s, plus extras such as lr). Flushed after every line so that a killed
 // run keeps what it logged.
 #pragma once
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace sw {
+
+// An evaluation over a data set (all ranks together).
+struct EvalResult {
+  double loss = 0, acc = 0;
+  int64_t samples = 0;
+};
+
+// A per-rank value of the train record: NAME_rankR for each rank (when 1 < ranks <= 16, or
+// always with `always`), and NAME_max over ranks with `max`.
+struct RankValue {
+  std::string name;
+  double value = 0;
+  bool always = false;
+  bool max = false;
+};
 
 struct MetricsRecord {
   int epoch = 0;

@@ -1,24 +1,25 @@
-// Executor: runs one rank's Program. One loop and one switch; timing and tracing happen here,
-// once, for every algorithm. Sends and receives are posted without blocking; a receive is
-// waited for only when its data is consumed, and sends are reaped as they finish (all of them
-// by the end of the round). Gradient averaging over replicas is bucketed and overlapped with the
-// backward that precedes ReduceGrads.
+// Executor: runs one rank's Program. One loop over the instructions and one op table
+// (schedule/OpTable.h): the ops every algorithm shares are defined here, an algorithm's own ops
+// come from its ExecutorPlugin. Timing and tracing happen in the loop, once, around every op.
+// Sends and receives are posted without blocking; a receive is waited for only when its data is
+// consumed, and sends are reaped as they finish (all of them by the end of the round). Gradient
+// averaging over replicas is bucketed and overlapped with the backward that precedes ReduceGrads.
 #pragma once
 #include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
-#include <set>
 #include <vector>
 
 #include "comm/Communicator.h"
 #include "comm/Topology.h"
+#include "core/Rng.h"
 #include "data/Loader.h"
 #include "nn/Loss.h"
 #include "nn/Model.h"
 #include "optim/Optimizer.h"
+#include "schedule/OpTable.h"
 #include "schedule/Schedule.h"
-#include "schedule/UpdateRule.h"
 
 namespace sw {
 
@@ -31,8 +32,7 @@ struct StageContext {
   SoftmaxCrossEntropy* loss = nullptr;
   RankCoord coord;
   Communicator* pipe = nullptr;  // the replica's pipeline (rank = stage)
-  Communicator* data = nullptr;  // the stage's replicas (gradient averaging)
-  UpdateRule* rule = nullptr;    // replaces Optimizer::step and runs ElasticSync (parle)
+  Communicator* data = nullptr;  // the stage's replicas (gradient averaging, collectives)
 };
 
 // Per-round inputs supplied by the trainer.
@@ -47,6 +47,7 @@ struct RoundInputs {
   float gradScale = 1.f;  // multiplies gradients at each optimizer step (averaging)
   // Delayed pipelines: a step that accumulated n backwards (OptimizerStep.mb) scales by 1/n.
   bool averageByCount = false;
+  int64_t step = 0;       // optimizer steps before the round (keys per-step noise, probes)
 };
 
 struct RoundStats {
@@ -67,23 +68,25 @@ struct TraceEvent {
   double start, end;  // seconds since the executor was created
 };
 
-// What a training forward keeps for its backward (delayed-gradient pipelines, seed-petra.md
-// 1.4). The last stage always keeps its context: it runs its backward in the same tick.
-enum class Retain {
-  kContext,      // every layer's saved tensors (backprop; store-vjp)
-  kInput,        // the stage's input; the backward recomputes the forward (DSP, stashing)
-  kReconstruct,  // inputs of non-reversible blocks only; reversible blocks are inverted from
-                 // the output the next stage sends back (PETRA)
+// The per-micro-batch state every algorithm has. An algorithm's own fields live in `ext`.
+struct Slot {
+  int mb = -1;
+  int64_t rows = 0;
+  Tensor in, labels, out, gin, gout;
+  Tensor actBuf, gradBuf;  // receive buffers, on the backend's device
+  WorkPtr actWork, gradWork;
+  Ctx ctx, lossCtx;
+  std::unique_ptr<SlotState> ext;
+  void reset();
+  template <class T>
+  T& state() {
+    return static_cast<T&>(*ext);
+  }
 };
 
 struct ExecutorOptions {
   size_t bucketBytes = 25u << 20;  // gradient allreduce bucket (PyTorch DDP's default)
   bool trace = false;              // keep a TraceEvent per compute instruction
-  Retain storage = Retain::kContext;
-  bool reconFromNext = false;  // kReconstruct: the next stage sends back this stage's output
-  // Interlocking backprop (seed-interlocking.md): the rule, with this stage as component
-  // coord.stage; the weights of mean-mode backward passes come from it.
-  InterlockRule interlock;
   // A send first waits for the previous send on its (peer, tag) channel (ScheduleSpec::boundedSends).
   bool boundedSends = false;
   // Testing: sleep a random 0..jitterMicros microseconds before each instruction, drawn from a
@@ -94,36 +97,56 @@ struct ExecutorOptions {
 
 class Executor {
  public:
-  Executor(StageContext ctx, ExecutorOptions opts = {});
+  Executor(StageContext ctx, ExecutorOptions opts = {}, ExecutorPlugin* plugin = nullptr);
   ~Executor();
   RoundStats run(const Program& program, const RoundInputs& in);
   const std::vector<TraceEvent>& trace() const { return trace_; }
   // Weight version (optimizer steps applied) within the current round.
   int version() const { return version_; }
 
- private:
-  struct Slot;
-  struct Bucket;
-  void dispatch(const Instr& in, const RoundInputs& ri, RoundStats& st);
-  void forward(const Instr& in, const RoundInputs& ri, RoundStats& st);
-  void backward(const Instr& in, bool overlapReduce, RoundStats& st);
-  void launchBucket(Bucket& b);
-  void reduceGrads(RoundStats& st);
-  void useVersion(int version);  // swaps stashed or predicted weights in (and back with -1)
-  void storedForward(Slot& s, Mode mode);         // forward keeping what Storage says
-  Tensor recomputedBackward(Slot& s, const Tensor& dy, InputGrad ig);
-  void reapSends();
-  size_t heldBytes() const;
-  void postSend(const Tensor& t, int peer, int tag, RoundStats& st);
-  // Interlocking (ExecutorInterlocking section of Executor.cpp).
-  void localLoss(const Instr& in, RoundStats& st);
-  void lossBackward(const Instr& in, RoundStats& st);
+  // --- for the ops (shared and plugins') ---
+  const StageContext& stage() const { return c_; }
+  const std::vector<Param*>& params() const { return params_; }
   Slot& slot(const Instr& in);
   Shape inputShape(int64_t rows) const;
   Shape outputShape(int64_t rows) const;
+  static Mode modeOf(Phase phase);
+  // Waits for `w` (if any) and resets it, counting the blocked time.
+  void wait(WorkPtr& w, RoundStats& st);
+  // The slot's input: loaded, or the received activation (waited for).
+  Tensor takeInput(Slot& s, RoundStats& st);
+  // The gradient w.r.t. the stage's output: the loss's (last stage) or the received one.
+  Tensor outputGrad(Slot& s, RoundStats& st);
+  // After a stage forward produced `out`: the loss and its statistics on the last stage,
+  // else the output to send.
+  void finishForward(const Instr& in, Slot& s, const Tensor& out, Mode mode, RoundStats& st);
+  // Backward of the stage's blocks from dy (bucketed reduction launched block by block when
+  // overlapReduce); returns the input gradient.
+  Tensor stageBackward(const Tensor& dy, Ctx& ctx, bool overlapReduce);
+  void launchAllBuckets();
+  void postSend(const Tensor& t, int peer, int tag, RoundStats& st);
+  // Swaps stashed or predicted weights in (and back with -1).
+  void useVersion(int version);
+  // SpecTrain's predicted weights (valid once a prediction was made).
+  std::vector<Tensor>& predicted() { return predicted_; }
+  void setPredictedValid(bool v) { predictedValid_ = v; }
+  // OptimizerStep's bookkeeping around `apply(lr, gradScale)`: zero grads, version, counts.
+  void optimizerStep(OpCall& c, const std::function<void(float lr, float gradScale)>& apply);
+
+ private:
+  struct Bucket;
+  void registerSharedOps();
+  void forwardOp(OpCall& c);
+  void backwardOp(OpCall& c);
+  void launchBucket(Bucket& b);
+  void reduceGrads(RoundStats& st);
+  void reapSends();
+  size_t heldBytes() const;
 
   StageContext c_;
   ExecutorOptions opts_;
+  ExecutorPlugin* plugin_ = nullptr;
+  OpTable ops_;
   std::vector<Param*> params_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::vector<std::unique_ptr<Bucket>> buckets_;   // in backward order
@@ -135,8 +158,6 @@ class Executor {
   int version_ = 0;
   std::vector<WorkPtr> sends_;
   std::map<std::pair<int, int>, WorkPtr> channelSend_;  // boundedSends: last send per (peer, tag)
-  std::map<int, int> ctxUses_;                 // interlocking: backward passes left per mb
-  std::set<const Instr*> dxSent_;              // interlocking: backward passes whose dx is sent
   std::vector<TraceEvent> trace_;
   std::chrono::steady_clock::time_point t0_;
   Rng jitter_;

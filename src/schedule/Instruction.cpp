@@ -20,11 +20,10 @@ const char* opName(Op op) {
     case Op::kPredictWeights: return "PredictWeights";
     case Op::kLocalLoss: return "LocalLoss";
     case Op::kInputGrad: return "InputGrad";
-    case Op::kComputeTargets: return "ComputeTargets";
     case Op::kTrainFeedback: return "TrainFeedback";
     case Op::kSyncFeedback: return "SyncFeedback";
+    case Op::kComputeTargets: return "ComputeTargets";
     case Op::kElasticSync: return "ElasticSync";
-    case Op::kCheckpoint: return "Checkpoint";
   }
   return "?";
 }
@@ -37,6 +36,9 @@ std::string shortStr(const Instr& in) {
     case Op::kInputGrad: return "i" + std::to_string(in.mb);
     case Op::kReduceGrads: return "AR";
     case Op::kOptimizerStep: return "U";
+    case Op::kTrainFeedback: return "G" + std::to_string(in.block);
+    case Op::kSyncFeedback: return "S" + std::to_string(in.block);
+    case Op::kComputeTargets: return "T";
     default: return opName(in.op);
   }
 }
@@ -50,6 +52,7 @@ std::string str(const Instr& in) {
   if (in.version >= 0) os << " version=" << in.version;
   if (in.tag >= 0) os << " tag=" << in.tag;
   if (in.loss >= 0) os << " loss=" << in.loss;
+  if (in.block >= 0) os << " block=" << in.block;
   return os.str();
 }
 

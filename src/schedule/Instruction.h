@@ -14,6 +14,7 @@
 //            receives on a channel pair up first to first (the Validator checks the mb matches)
 //   loss     interlocking backprop: the component whose loss a gradient (RecvGrad, Backward,
 //            InputGrad, SendGrad) belongs to; -1 = the single end-to-end gradient
+//   block    DTP: the feedback block G_i an instruction trains or broadcasts
 #pragma once
 #include <cstdint>
 #include <string>
@@ -38,12 +39,13 @@ enum class Op : uint8_t {
   kLocalLoss,      // interlocking/local backprop: forward + backward of the stage's auxiliary head
                    // on its (detached) output: the head's gradients and dL_stage/d(output)
   kInputGrad,      // interlocking: input-only backward (no parameter gradients) of loss `loss`
-  kComputeTargets, // DTP: first target and difference-corrected targets t_L .. t_0
-  kTrainFeedback,  // DTP: K_i L-DRL iterations of feedback block `layer` (src/dtp/DtpProgram.h)
-  kSyncFeedback,   // DTP: feedback block `layer`'s weight broadcast from its owner rank
-  kElasticSync,    // Parle: coupling to the replica average (issue 6)
-  kCheckpoint,     // reserved: in-program checkpoint point
+  kTrainFeedback,  // DTP: K_i L-DRL iterations of feedback block `block` (algo/dtp)
+  kSyncFeedback,   // DTP: broadcast of feedback block `block`'s weight from replica `peer`, its owner
+  kComputeTargets, // DTP: first target and difference-corrected targets t_L .. t_0; the Backward
+                   // that follows backpropagates the layer-local losses into each block only
+  kElasticSync,    // Parle: coupling to the replica average
 };
+constexpr size_t kNumOps = size_t(Op::kElasticSync) + 1;
 
 constexpr int kTagAct = 1;
 constexpr int kTagGrad = 2;
@@ -65,6 +67,7 @@ struct Instr {
   int version = -1;
   int tag = -1;
   int loss = -1;
+  int block = -1;
   bool operator==(const Instr&) const = default;
 };
 

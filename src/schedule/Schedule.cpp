@@ -1,10 +1,9 @@
-// Shared schedule pieces and the algorithm registry.
+// Shared schedule pieces: the forward/backward/update steps and the evaluation program.
 #include "schedule/Schedule.h"
 
 #include <algorithm>
 
 #include "core/Error.h"
-#include "schedule/algorithms/Algorithms.h"
 
 namespace sw {
 namespace detail {
@@ -48,26 +47,6 @@ int numSlots(const Program& p) {
   for (const Step& s : p)
     for (const Instr& in : s) n = std::max(n, in.slot + 1);
   return n;
-}
-
-bool hasSchedule(const std::string& algo) {
-  return algo == "bp" || algo == "dp" || algo == "mp" || algo == "gpipe" || algo == "1f1b" ||
-         algo == "pipedream" || algo == "spectrain" || algo == "petra" || algo == "interlocking" ||
-         algo == "local" || algo == "parle";
-}
-
-std::unique_ptr<Schedule> makeSchedule(const std::string& algo) {
-  if (algo == "bp" || algo == "dp") return makeDataParallel(algo);
-  if (algo == "mp") return makeModelParallel();
-  if (algo == "gpipe") return makeGPipe();
-  if (algo == "1f1b") return makeOneFOneB();
-  if (algo == "pipedream") return makePipeDream();
-  if (algo == "spectrain") return makeSpecTrain();
-  if (algo == "petra") return makeDelayed();
-  if (algo == "interlocking" || algo == "local") return makeInterlocking();
-  if (algo == "parle") return makeParle("1f1b", ParleCoupling::kAfterSteps);  // the trainer picks via [parle]
-  throw ConfigError("train.algo = " + algo + ": no stage schedule for this algorithm in this build "
-                    "(available: bp, dp, mp, gpipe, 1f1b, pipedream, spectrain, petra, interlocking, local, parle)");
 }
 
 }  // namespace sw

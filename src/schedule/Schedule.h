@@ -1,5 +1,6 @@
-// Schedule: builds each rank's Program for one round. Pure: no I/O, no communication, no
-// device; the same function feeds the Executor, the Validator and `stagewise schedule`.
+// Schedule: a program builder, each rank's Program for one round. Pure: no I/O, no
+// communication, no device; the same function feeds the Executor, the Validator and `stagewise
+// schedule`. Algorithms (src/algo) own their builders; this file holds what they share.
 #pragma once
 #include <memory>
 #include <string>
@@ -7,13 +8,15 @@
 #include <vector>
 
 #include "schedule/Instruction.h"
-#include "schedule/Interlock.h"
 
 namespace sw {
 
 // kCalibrate: forward only, in training mode for batch norm (batch statistics update the running
 // ones) with dropout off; nothing is kept for a backward (Parle's master re-estimates BN).
 enum class Phase { kTrain, kEval, kCalibrate };
+
+// Interlocking backprop's pairwise variants (algo/interlocking/Interlock.h).
+enum class PairwiseMode { kNextOnly, kSum, kMean };
 
 struct ScheduleSpec {
   int stages = 1;
@@ -33,7 +36,7 @@ struct ScheduleSpec {
   int accumSteps = 1;
   bool stashParams = false;
   std::vector<bool> reconFrom;
-  // Interlocking backprop (seed-interlocking.md, schedule/Interlock.h): the stages are the
+  // Interlocking backprop (seed-interlocking.md, algo/interlocking/Interlock.h): the stages are the
   // components; communication distance d (0 = local) and the pairwise variant.
   int distance = 1;
   PairwiseMode pairwise = PairwiseMode::kNextOnly;
@@ -42,6 +45,8 @@ struct ScheduleSpec {
   // flows back (local). The Executor and the Validator both honour it.
   bool boundedSends = false;
   int steps = 1;              // parle: inner optimizer steps in the round (microbatches split evenly)
+  // DTP: owner[i] = the replica that trains feedback block G_i (index 0 unused, -1).
+  std::vector<int> owner;
 };
 
 class Schedule {
@@ -53,15 +58,7 @@ class Schedule {
   // True when each optimizer step covers all micro-batches of the round (flushed pipelines
   // and data parallel); false for pipedream (one step per micro-batch).
   virtual bool flushed() const { return true; }
-  // Smallest and largest stage count the algorithm accepts (largest 0 = any).
-  virtual int minStages() const { return 1; }
-  virtual int maxStages() const { return 0; }
 };
-
-// Algorithms of this runtime: bp, dp, mp, gpipe, 1f1b, pipedream, parle. Throws ConfigError for an
-// unknown name or one that has no stage schedule yet.
-std::unique_ptr<Schedule> makeSchedule(const std::string& algo);
-bool hasSchedule(const std::string& algo);
 
 // Forward-only program (evaluation): micro-batches stream through the stages.
 Program buildEvalProgram(int stage, const ScheduleSpec& spec);

@@ -47,6 +47,7 @@ struct RankSim {
   int reduces = 0;  // collectives (ReduceGrads, ElasticSync) issued
   bool predicted = false;
   bool localLoss = false;  // the program has LocalLoss: every stage loads labels
+  std::set<int> trained, synced;  // DTP: feedback blocks trained / broadcast for the current mb
 };
 
 struct PendingSend {
@@ -356,7 +357,31 @@ class Sim {
         s->lossDy[stage] = R.clock;
         break;
       }
+      case Op::kTrainFeedback: {
+        SlotSim* s = slot();
+        if (!s) return false;
+        if (!s->live || s->mb != in.mb) return bad(rank, in, "feedback training needs this mb's forward pass");
+        if (in.block < 1) return bad(rank, in, "no feedback block (G_1 .. G_L)");
+        if (R.synced.count(in.block)) return bad(rank, in, "trains a block after its broadcast began");
+        if (!R.trained.insert(in.block).second) return bad(rank, in, "trains the block twice for one mb");
+        const double start = R.clock;
+        R.clock += costs_.feedback;
+        record(rank, in, start, R.clock);
+        break;
+      }
+      case Op::kComputeTargets: {
+        SlotSim* s = slot();
+        if (!s) return false;
+        if (!s->live || s->mb != in.mb) return bad(rank, in, "targets need this mb's forward pass");
+        if (spec_.replicas > 1)
+          for (int b : R.trained)
+            if (!R.synced.count(b)) return bad(rank, in, "G" + std::to_string(b) + " was trained here but never broadcast");
+        R.trained.clear();
+        R.synced.clear();
+        break;
+      }
       case Op::kReduceGrads:
+      case Op::kSyncFeedback:
       case Op::kElasticSync: {
         // Both are collectives on the stage's replica communicator: every replica must issue
         // the same sequence of them (MPI matches collectives by order, not by kind).
@@ -369,9 +394,26 @@ class Sim {
         if (!a.ranks.empty() && a.op != in.op)
           return bad(rank, in, "collective #" + std::to_string(R.reduces) + " of stage " + std::to_string(stage) +
                                    " is " + opName(a.op) + " on rank " + std::to_string(a.ranks.begin()->first));
+        if (!a.ranks.empty() && (a.block != in.block || a.root != in.peer))
+          return bad(rank, in, "collective #" + std::to_string(R.reduces) + " of stage " + std::to_string(stage) +
+                                   " broadcasts G" + std::to_string(a.block) + " from replica " + std::to_string(a.root) +
+                                   " on rank " + std::to_string(a.ranks.begin()->first));
         a.op = in.op;
+        a.block = in.block;
+        a.root = in.peer;
         if (!a.ranks.count(rank)) a.ranks[rank] = R.clock;
         if (int(a.ranks.size()) < spec_.replicas) return false;  // waiting for the other replicas
+        if (in.op == Op::kSyncFeedback) {
+          // The root trained the block for this mb; nobody else did.
+          if (in.peer < 0 || in.peer >= spec_.replicas) return bad(rank, in, "broadcast from no replica");
+          const int root = in.peer * spec_.stages + stage;
+          if (!a.rootChecked && !ranks_[root].trained.count(in.block))
+            return bad(rank, in, "the root (rank " + std::to_string(root) + ") never trained G" + std::to_string(in.block));
+          a.rootChecked = true;  // checked once, when the last member arrives
+          if (rank != root && R.trained.count(in.block))
+            return bad(rank, in, "trains G" + std::to_string(in.block) + ", which replica " + std::to_string(in.peer) + " owns");
+          R.synced.insert(in.block);
+        }
         double t = 0;
         for (auto& [r, tr] : a.ranks) t = std::max(t, tr);
         R.clock = std::max(R.clock, t);
@@ -462,6 +504,8 @@ class Sim {
   std::map<Key, std::deque<PendingRecv>> recvs_;
   struct Collective {
     Op op = Op::kReduceGrads;
+    int block = -1, root = -1;  // SyncFeedback
+    bool rootChecked = false;
     std::map<int, double> ranks;  // arrival time per rank
   };
   std::map<int, std::vector<Collective>> reduceArrivals_;  // per stage, in issue order

@@ -17,6 +17,7 @@ struct SimCosts {
   double update = 0.0;                   // optimizer step
   double aux = 0.0;                      // interlocking: auxiliary head forward + backward
   double inputGrad = 1.0;                // interlocking: input-only backward (dgrad only)
+  double feedback = 1.0;                 // DTP: one feedback block's L-DRL iterations
 };
 
 struct TimelineEvent {

@@ -23,25 +23,11 @@
 
 namespace sw {
 
-struct EvalResult {
-  double loss = 0, acc = 0;
-  int64_t samples = 0;
-};
-
 // One round of training as the trainer ran it.
 struct RoundResult {
   int64_t batches = 0;  // batches consumed (progress.batch advances by this)
   int64_t updates = 0;  // optimizer steps taken (progress.step advances by this)
   RoundTotals totals;   // roundEnd(): world sums of loss / correct / seen, OR of stop flags
-};
-
-// A per-rank value of the train record: NAME_rankR for each rank (when 1 < ranks <= 16, or
-// always with `always`), and NAME_max over ranks with `max`.
-struct RankValue {
-  std::string name;
-  double value = 0;
-  bool always = false;
-  bool max = false;
 };
 
 struct EpochHooks {

@@ -1,0 +1,16 @@
+// PipeDream family: asynchronous 1F1B pipelines that step after every mini-batch. pipedream
+// (Narayanan et al., SOSP 2019) stashes the weights a forward used for its backward; SpecTrain
+// (Chen et al., arXiv 1809.02839; seed-spectrain.md) v1 predicts them instead (PredictWeights,
+// an op of this plug-in), v2 is pipedream with an (S - k)-fold step on stage k.
+#pragma once
+#include <memory>
+
+#include "algo/Algorithm.h"
+
+namespace sw {
+
+std::unique_ptr<Algorithm> makePipeDream(const TrainConfig& cfg);
+std::unique_ptr<Schedule> makePipeDreamSchedule();
+std::unique_ptr<Schedule> makeSpecTrainSchedule();  // v1
+
+}  // namespace sw
