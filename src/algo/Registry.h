@@ -29,6 +29,10 @@ std::string algorithmNames(const std::string& sep = ", ");
 // The --help table: one line per algorithm.
 std::string algorithmHelp();
 
+// The program builder of `name` with its default config, as a pure Schedule (stage `s` builds
+// replica 0's program): for `stagewise schedule`-style simulations and tests.
+std::unique_ptr<Schedule> makeSchedule(const std::string& name);
+
 // Test hook: adds an algorithm for the rest of the process (a plug-in written inside a test).
 void registerAlgorithm(AlgoInfo info);
 

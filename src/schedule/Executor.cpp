@@ -248,7 +248,9 @@ void Executor::registerSharedOps() {
       // would buffer the whole evaluation set in unreceived messages.
       ex.reapSends();
       if (ex.sends_.size() > kMaxEvalSendsInFlight) {
-        ex.wait(ex.sends_.front(), c.st);
+        const auto tw = Clock::now();
+        ex.sends_.front()->wait();  // reaped below
+        c.st.wait += secondsSince(tw);
         ex.reapSends();
       }
     }

@@ -185,19 +185,28 @@ RoundStats Trainer::runRound(int epoch, int64_t firstBatch, int batches) {
 
 EvalResult Trainer::evaluate(const Dataset& d) {
   const int64_t eb = cfg_.train.evalBatchSize;
-  BatchLoader ev(d, eb, cfg_.train.seed, Shard{coord_.replica, spec_.replicas}, cfg_.augment, Shuffle::kNo,
-                 DropLast::kNo, Augment::kNo);
+  // Replicas evaluate their shards; replicas that mirror each other (DTP) take the batches of
+  // the whole set round robin, so every sample counts once whatever the rank count.
+  const bool mirrored = algo_->mirrorsReplicas();
+  const int64_t P = mirrored ? spec_.replicas : 1, me = mirrored ? coord_.replica : 0;
+  BatchLoader ev(d, eb, cfg_.train.seed, mirrored ? Shard{0, 1} : Shard{coord_.replica, spec_.replicas},
+                 cfg_.augment, Shuffle::kNo, DropLast::kNo, Augment::kNo);
   ev.seek(0, 0);
-  const int64_t shard = ev.shardSize();
+  const int64_t shard = ev.shardSize(), total = ev.batchesPerEpoch();
+  const int64_t mine = total > me ? (total - me + P - 1) / P : 0;
+  int64_t next = 0;  // index of the batch the loader returns next
   RoundInputs ri;
   ri.phase = Phase::kEval;
-  ri.fetch = [&](int, Batch& out) {
-    if (!ev.next(out)) throw Error("evaluation loader ended early");
+  ri.fetch = [&](int mb, Batch& out) {
+    for (const int64_t want = int64_t(mb) * P + me;;) {
+      if (!ev.next(out)) throw Error("evaluation loader ended early");
+      if (next++ == want) return;
+    }
   };
-  ri.rows = [&](int mb) { return std::min(eb, shard - int64_t(mb) * eb); };
+  ri.rows = [&](int mb) { return std::min(eb, shard - (int64_t(mb) * P + me) * eb); };
   ri.lr = [](int) { return 0.f; };
   RoundStats st;
-  if (ev.batchesPerEpoch() > 0) st = exec_->run(program(int(ev.batchesPerEpoch()), Phase::kEval), ri);
+  if (mine > 0) st = exec_->run(program(int(mine), Phase::kEval), ri);
   std::vector<double> v{st.lossSum, double(st.correct), double(st.seen)};
   world_->allReduceValues(v, ReduceOp::kSum);
   return EvalResult{.loss = v[2] > 0 ? v[0] / v[2] : 0, .acc = v[2] > 0 ? v[1] / v[2] : 0, .samples = int64_t(v[2])};

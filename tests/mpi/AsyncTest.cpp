@@ -23,7 +23,8 @@
 #include "config/TrainConfig.h"
 #include "data/Dataset.h"
 #include "nn/Zoo.h"
-#include "schedule/algorithms/OneFOneBOrder.h"
+#include "algo/backprop/OneFOneBOrder.h"
+#include "nn/Partition.h"
 #include "train/Trainer.h"
 
 namespace fs = std::filesystem;

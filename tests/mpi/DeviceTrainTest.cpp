@@ -14,7 +14,7 @@
 
 #include "MpiTestUtil.h"
 #include "config/TrainConfig.h"
-#include "dtp/DtpTrainer.h"
+#include "algo/dtp/DtpAlgorithm.h"
 #include "train/Trainer.h"
 
 namespace sw {
@@ -50,18 +50,11 @@ Outcome train(const TrainConfig& cfg, const std::string& name, bool alone) {
   Communicator& w = runtime().world();
   const std::string dir = sharedDir(name) + (alone ? "/r" + std::to_string(w.rank()) : "/run");
   Outcome o;
-  if (isDtpAlgo(cfg.train.algo)) {
-    DtpTrainer t(cfg, dir, "", alone ? nullptr : &w);
-    t.prepare();
-    o.eval = t.run();
-    append(o.params, t.model().backend(), t.model().params());
-    append(o.params, t.model().backend(), t.feedback().params());
-  } else {
-    Trainer t(cfg, dir, "", alone ? nullptr : &w);
-    t.prepare();
-    o.eval = t.run();
-    append(o.params, t.backend(), t.model().params(t.stageRange()));
-  }
+  Trainer t(cfg, dir, "", alone ? nullptr : &w);
+  t.prepare();
+  o.eval = t.run();
+  append(o.params, t.backend(), t.model().params(t.stageRange()));
+  if (auto* dtp = dynamic_cast<DtpAlgorithm*>(&t.algorithm())) append(o.params, t.backend(), dtp->feedback().params());
   return o;
 }
 

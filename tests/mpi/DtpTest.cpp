@@ -17,7 +17,8 @@
 #include "MpiTestUtil.h"
 #include "config/TrainConfig.h"
 #include "coord/Coordinator.h"
-#include "dtp/DtpTrainer.h"
+#include "algo/dtp/DtpAlgorithm.h"
+#include "train/Trainer.h"
 
 namespace fs = std::filesystem;
 
@@ -38,16 +39,16 @@ TrainConfig cfgWith(std::vector<std::string> extra) {
   return parseConfig("", o);
 }
 
-std::vector<float> weights(DtpTrainer& t) {
+std::vector<float> weights(Trainer& t) {
   std::vector<float> v;
   for (Param* p : t.model().params()) v.insert(v.end(), p->value.data(), p->value.data() + p->value.numel());
-  for (Param* p : t.feedback().params()) v.insert(v.end(), p->value.data(), p->value.data() + p->value.numel());
+  for (Param* p : t.algorithm<DtpAlgorithm>().feedback().params()) v.insert(v.end(), p->value.data(), p->value.data() + p->value.numel());
   return v;
 }
 
 // The weight hashes of every rank agree.
-void expectSameOnAllRanks(DtpTrainer& t, const std::string& what) {
-  const uint64_t h = t.engine().weightsHash();
+void expectSameOnAllRanks(Trainer& t, const std::string& what) {
+  const uint64_t h = t.algorithm<DtpAlgorithm>().weightsHash();
   std::vector<double> hi{double(h >> 32), double(h & 0xFFFFFFFFull)}, lo = hi;
   runtime().world().allReduceValues(hi, ReduceOp::kMax);
   runtime().world().allReduceValues(lo, ReduceOp::kMin);
@@ -57,10 +58,10 @@ void expectSameOnAllRanks(DtpTrainer& t, const std::string& what) {
 void expectParallelEqualsSequential(const std::string& assign) {
   Communicator& w = runtime().world();
   const std::string dir = sharedDir("eq_" + assign);
-  DtpTrainer par(cfgWith({"train.algo=dtp_parallel", "dtp.assign=" + assign}), dir + "/par", "", &w);
+  Trainer par(cfgWith({"train.algo=dtp_parallel", "dtp.assign=" + assign}), dir + "/par", "", &w);
   par.prepare();
   const EvalResult ep = par.run();
-  DtpTrainer seq(cfgWith({"train.algo=dtp"}), dir + "/seq_" + std::to_string(w.rank()));
+  Trainer seq(cfgWith({"train.algo=dtp"}), dir + "/seq_" + std::to_string(w.rank()));
   seq.prepare();
   const EvalResult es = seq.run();
   const auto a = weights(par), b = weights(seq);
@@ -70,12 +71,12 @@ void expectParallelEqualsSequential(const std::string& assign) {
   EXPECT_EQ(differ, 0u) << assign << ": " << differ << " of " << a.size() << " weights differ from sequential DTP";
   EXPECT_EQ(ep.acc, es.acc);
   EXPECT_EQ(ep.loss, es.loss);
-  EXPECT_EQ(par.resyncs(), 0);
+  EXPECT_EQ(par.algorithm<DtpAlgorithm>().resyncs(), 0);
   expectSameOnAllRanks(par, assign);
   // E10: momentum of G_i exists on its owner only; every block is owned by someone.
-  const auto& owner = par.engine().owner();
+  const auto& owner = par.algorithm<DtpAlgorithm>().owner();
   for (size_t i = 1; i < owner.size(); ++i) {
-    Optimizer* o = par.engine().feedbackOptimizer(int(i));
+    Optimizer* o = par.algorithm<DtpAlgorithm>().feedbackOptimizer(int(i));
     EXPECT_EQ(o != nullptr, owner[i] == w.rank()) << "G_" << i;
     if (o) {
       EXPECT_TRUE(o->state()[0].buf.defined()) << "G_" << i << " was never stepped";
@@ -85,7 +86,7 @@ void expectParallelEqualsSequential(const std::string& assign) {
   auto fresh = buildModel(par.model().backend(), cfgWith({}).model, par.model().sampleShape(), 10, 13);
   dtp::FeedbackNet g0(par.model().backend(), *fresh, "simple_vgg", 13);
   const Tensor& before = g0.block(0).weight().value;
-  const Tensor& after = par.feedback().block(0).weight().value;
+  const Tensor& after = par.algorithm<DtpAlgorithm>().feedback().block(0).weight().value;
   EXPECT_EQ(std::vector<float>(before.data(), before.data() + before.numel()),
             std::vector<float>(after.data(), after.data() + after.numel()));
   w.barrier();
@@ -100,12 +101,12 @@ TEST(DtpParallel, RoundRobinEqualsSequentialBitwise) { expectParallelEqualsSeque
 TEST(DtpParallel, StopAndResumeIsBitIdentical) {
   Communicator& w = runtime().world();
   const std::string dir = sharedDir("resume");
-  DtpTrainer full(cfgWith({"train.algo=dtp_parallel"}), dir + "/full", "", &w);
+  Trainer full(cfgWith({"train.algo=dtp_parallel"}), dir + "/full", "", &w);
   full.run();
-  DtpTrainer part(cfgWith({"train.algo=dtp_parallel", "train.max_steps=4"}), dir + "/part", "", &w);
+  Trainer part(cfgWith({"train.algo=dtp_parallel", "train.max_steps=4"}), dir + "/part", "", &w);
   part.run();
   EXPECT_EQ(part.progress().step, 4);
-  DtpTrainer rest(cfgWith({"train.algo=dtp_parallel"}), dir + "/part", dir + "/part", &w);
+  Trainer rest(cfgWith({"train.algo=dtp_parallel"}), dir + "/part", dir + "/part", &w);
   rest.run();
   EXPECT_EQ(weights(rest), weights(full));
   w.barrier();
@@ -114,20 +115,20 @@ TEST(DtpParallel, StopAndResumeIsBitIdentical) {
 TEST(DtpParallel, DriftedRankIsResynchronised) {
   Communicator& w = runtime().world();
   const std::string dir = sharedDir("drift");
-  DtpTrainer t(cfgWith({"train.algo=dtp_parallel", "train.epochs=1"}), dir + "/run", "", &w);
+  Trainer t(cfgWith({"train.algo=dtp_parallel", "train.epochs=1"}), dir + "/run", "", &w);
   t.run();
   Param* p = t.model().params()[0];
   const float rank0 = p->value.data()[0];
   if (w.rank() == w.size() - 1) p->value.data()[0] += 1e-3f;  // what nondeterministic kernels could do
-  EXPECT_TRUE(t.engine().checkAndResync());
+  EXPECT_TRUE(t.algorithm<DtpAlgorithm>().checkAndResync());
   EXPECT_EQ(p->value.data()[0], rank0);
-  EXPECT_FALSE(t.engine().checkAndResync());
+  EXPECT_FALSE(t.algorithm<DtpAlgorithm>().checkAndResync());
   expectSameOnAllRanks(t, "after resync");
 }
 
 TEST(DtpParallel, SequentialAlgoRejectsSeveralRanks) {
   Communicator& w = runtime().world();
-  DtpTrainer t(cfgWith({"train.algo=dtp"}), sharedDir("reject") + "/run", "", &w);
+  Trainer t(cfgWith({"train.algo=dtp"}), sharedDir("reject") + "/run", "", &w);
   try {
     t.prepare();
     ADD_FAILURE() << "train.algo = dtp must refuse " << w.size() << " ranks";

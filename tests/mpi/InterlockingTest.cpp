@@ -1,6 +1,6 @@
 // Interlocking backprop, one component per rank (mpirun with 2, 3 and 4 ranks), against
 // single-process truth. Every rank also runs the single-process form (pipe.stages = 1, every
-// component in one process: train/InterlockingLoop.h) on its own and compares what it owns:
+// component in one process: algo/interlocking/InterlockingLoop.h) on its own and compares what it owns:
 //   - local, pairwise, 3-wise, sum, mean and n = K: the distributed run equals the single-process
 //     run bit for bit - main nets, aux heads, BN statistics, test loss (seed check 5);
 //   - n >= K (n = K and n = 9) equals global backprop on the same stages (`mp`), bitwise (check 2);
@@ -19,6 +19,7 @@
 #include "comm/Mpi.h"
 #include "MpiTestUtil.h"
 #include "config/TrainConfig.h"
+#include "algo/interlocking/InterlockingAlgorithm.h"
 #include "train/Trainer.h"
 
 namespace fs = std::filesystem;
@@ -97,8 +98,8 @@ TEST(Interlocking, OneComponentPerRankEqualsOneProcessBitwise) {
     auto a = trainAlone(s.keys, dir + "/alone_" + s.name, &es);
     const BlockRange r = d->stageRange();
     const int k = runtime().world().rank();
-    ASSERT_EQ(a->components().size(), size_t(runtime().world().size()));
-    EXPECT_EQ(a->components()[size_t(k)].begin, r.begin);
+    ASSERT_EQ(interlockingComponents(a->algorithm()).size(), size_t(runtime().world().size()));
+    EXPECT_EQ(interlockingComponents(a->algorithm())[size_t(k)].begin, r.begin);
     // Main net and this component's aux head (the head's range holds none).
     EXPECT_EQ(flat(d->model().params(r)), flat(a->model().params(r))) << s.name << " component " << k;
     EXPECT_EQ(flat(d->model().buffers(r)), flat(a->model().buffers(r))) << s.name << " component " << k;

@@ -21,8 +21,8 @@
 #include "core/Error.h"
 #include "data/Dataset.h"
 #include "nn/Zoo.h"
-#include "optim/Parle.h"
-#include "train/ParleDriver.h"
+#include "algo/parle/ParleOptimizer.h"
+#include "algo/parle/ParleAlgorithm.h"
 #include "train/Trainer.h"
 
 namespace fs = std::filesystem;
@@ -75,7 +75,7 @@ std::vector<std::vector<float>> gather(Communicator& c, const std::vector<float>
 }  // namespace
 
 // Spec 10.5 golden toys with n = 2: ranks 0 and 1 are the replicas, the sync averages through
-// MPI_Iallreduce exactly as ParleDriver::elasticSync does.
+// MPI_Iallreduce exactly as ParleAlgorithm's ElasticSync does.
 TEST(ParleMpi, GoldenToysThroughTheAllreduce) {
   Communicator& w = runtime().world();
   CommPtr pair = w.split(w.rank() < 2 ? 0 : 1, w.rank(), "pair");
@@ -363,9 +363,9 @@ TEST(ParleMpi, StopAndResumeIsBitIdentical) {
     for (const Tensor& t : v) f.insert(f.end(), t.data(), t.data() + t.numel());
     return f;
   };
-  EXPECT_FALSE(ref.parle()->lastMasterParams().empty());
-  EXPECT_EQ(hostFlat(b.parle()->lastMasterParams()), hostFlat(ref.parle()->lastMasterParams()));
-  EXPECT_EQ(hostFlat(b.parle()->lastMasterBuffers()), hostFlat(ref.parle()->lastMasterBuffers()));
+  EXPECT_FALSE(ref.algorithm<ParleAlgorithm>().lastMasterParams().empty());
+  EXPECT_EQ(hostFlat(b.algorithm<ParleAlgorithm>().lastMasterParams()), hostFlat(ref.algorithm<ParleAlgorithm>().lastMasterParams()));
+  EXPECT_EQ(hostFlat(b.algorithm<ParleAlgorithm>().lastMasterBuffers()), hostFlat(ref.algorithm<ParleAlgorithm>().lastMasterBuffers()));
   w.barrier();
 }
 
@@ -379,7 +379,7 @@ TEST(ParleMpi, MasterBatchNormReestimation) {
   t.run();
   const Dataset test = loadData(t.config().data).test;
   EvalResult replicaStats;
-  t.parle()->withMasterWeights([&] { replicaStats = t.evaluate(test); });
+  t.algorithm<ParleAlgorithm>().withMasterWeights([&] { replicaStats = t.evaluate(test); });
   const EvalResult refreshed = t.evaluateTest(0);
   std::printf("[rank %d] master: loss %.4f acc %.3f with replica statistics, %.4f / %.3f re-estimated\n", w.rank(),
               replicaStats.loss, replicaStats.acc, refreshed.loss, refreshed.acc);
@@ -389,10 +389,10 @@ TEST(ParleMpi, MasterBatchNormReestimation) {
     for (const Tensor& b : v) s.insert(s.end(), b.data(), b.data() + b.numel());
     return s;
   };
-  const auto first = statsOf(t.parle()->lastMasterBuffers());
+  const auto first = statsOf(t.algorithm<ParleAlgorithm>().lastMasterBuffers());
   t.evaluateTest(0);
   EXPECT_FALSE(first.empty());
-  EXPECT_EQ(statsOf(t.parle()->lastMasterBuffers()), first);
+  EXPECT_EQ(statsOf(t.algorithm<ParleAlgorithm>().lastMasterBuffers()), first);
   for (const auto& other : gather(w, first)) EXPECT_EQ(other, first);
   w.barrier();
 }

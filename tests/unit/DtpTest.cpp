@@ -13,9 +13,10 @@
 
 #include "config/TrainConfig.h"
 #include "core/Error.h"
-#include "dtp/Dtp.h"
-#include "dtp/DtpProgram.h"
-#include "dtp/DtpTrainer.h"
+#include "algo/dtp/Dtp.h"
+#include "algo/dtp/DtpAlgorithm.h"
+#include "algo/dtp/LayerAssign.h"
+#include "schedule/Validator.h"
 #include "io/H5.h"
 #include "nn/Loss.h"
 #include "nn/Pool.h"
@@ -565,29 +566,44 @@ TEST(DtpProgram, AssignmentAndValidation) {
   EXPECT_NEAR(std::max(load[0], load[1]), 8.1, 1e-9);  // the optimum: {6.0, 2.1} vs {4.5, 2.6, 0.01}
   auto one = assignLayers(cost, 1, Assign::kBalanced);
   EXPECT_EQ(one, (std::vector<int>{-1, 0, 0, 0, 0, 0}));
+  // Every rank's program, checked together by the one validator (schedule/Validator.h).
+  auto check = [](const std::vector<Program>& progs) {
+    ScheduleSpec spec{.stages = 1, .replicas = int(progs.size())};
+    return simulatePrograms(progs, spec);
+  };
   for (int P = 1; P <= 8; ++P)
-    for (Assign a : {Assign::kBalanced, Assign::kRoundRobin}) {
-      const auto owner = assignLayers(cost, P, a);
-      std::vector<DtpProgram> progs;
-      for (int r = 0; r < P; ++r) progs.push_back(buildDtpProgram(r, P, owner));
-      EXPECT_EQ(validateDtpPrograms(progs, owner), "") << "P=" << P << "\n" << describe(progs);
-    }
-  // Broken programs are caught.
-  const auto owner = assignLayers(cost, 3, Assign::kRoundRobin);
-  std::vector<DtpProgram> progs;
-  for (int r = 0; r < 3; ++r) progs.push_back(buildDtpProgram(r, 3, owner));
+    for (Assign a : {Assign::kBalanced, Assign::kRoundRobin})
+      for (int batches : {1, 3}) {
+        const auto owner = assignLayers(cost, P, a);
+        std::vector<Program> progs;
+        for (int r = 0; r < P; ++r) progs.push_back(buildDtpProgram(r, P, batches, owner));
+        const SimResult res = check(progs);
+        EXPECT_TRUE(res.ok) << "P=" << P << " batches=" << batches << ": " << res.error;
+      }
+  // Broken programs are caught. Rank r's program: [Load Forward] [TrainFeedback]... [Sync x5]
+  // [ComputeTargets Backward] [OptimizerStep].
+  const auto owner = assignLayers(cost, 3, Assign::kRoundRobin);  // G1->1, G2->2, G3->0, G4->1, G5->2
+  std::vector<Program> progs;
+  for (int r = 0; r < 3; ++r) progs.push_back(buildDtpProgram(r, 3, 1, owner));
+  ASSERT_TRUE(check(progs).ok) << check(progs).error;
+  auto syncStep = [](Program& p) -> Step& { return p[p.size() - 3]; };
   auto swapSync = progs;  // rank 1 broadcasts G_5 before G_4: its collectives would not match
-  std::swap(swapSync[1][swapSync[1].size() - 4], swapSync[1][swapSync[1].size() - 5]);
-  EXPECT_NE(validateDtpPrograms(swapSync, owner).find("different SyncFeedback"), std::string::npos);
+  std::swap(syncStep(swapSync[1])[3], syncStep(swapSync[1])[4]);
+  EXPECT_NE(check(swapSync).error.find("broadcasts G"), std::string::npos) << check(swapSync).error;
   auto noTrain = progs;
-  noTrain[1].erase(noTrain[1].begin() + 2);  // rank 1 drops TrainFeedback(G1)
-  EXPECT_NE(validateDtpPrograms(noTrain, owner), "");
-  auto stolen = progs;
-  stolen[0].insert(stolen[0].begin() + 2, DtpInstr{Op::kTrainFeedback, 1, 0});
-  EXPECT_NE(validateDtpPrograms(stolen, owner).find("owned by rank 1"), std::string::npos);
-  auto lateTargets = progs;
-  std::rotate(lateTargets[2].begin() + 3, lateTargets[2].end() - 3, lateTargets[2].end());
-  EXPECT_NE(validateDtpPrograms(lateTargets, owner), "");
+  noTrain[1].erase(noTrain[1].begin() + 1);  // rank 1 drops TrainFeedback(G1)
+  EXPECT_NE(check(noTrain).error.find("never trained G1"), std::string::npos) << check(noTrain).error;
+  auto stolen = progs;  // rank 0 also trains G1, which rank 1 owns
+  stolen[0].insert(stolen[0].begin() + 1, Step{{.op = Op::kTrainFeedback, .mb = 0, .slot = 0, .block = 1}});
+  EXPECT_NE(check(stolen).error.find("which replica 1 owns"), std::string::npos) << check(stolen).error;
+  auto lateTargets = progs;  // rank 2 computes targets before the broadcasts
+  std::swap(lateTargets[2][lateTargets[2].size() - 3], lateTargets[2][lateTargets[2].size() - 2]);
+  EXPECT_FALSE(check(lateTargets).ok);
+  auto noSync = progs;  // a trained block that is never broadcast
+  syncStep(noSync[0]).pop_back();
+  syncStep(noSync[1]).pop_back();
+  syncStep(noSync[2]).pop_back();
+  EXPECT_NE(check(noSync).error.find("never broadcast"), std::string::npos) << check(noSync).error;
 }
 
 TEST(DtpSchedule, CosineAnnealingAsPytorch) {
@@ -628,19 +644,20 @@ TrainConfig tinyCfg(std::vector<std::string> extra = {}) {
   return parseConfig("", o);
 }
 
-std::vector<float> allWeights(DtpTrainer& t) {
+std::vector<float> allWeights(Trainer& t) {
   std::vector<float> v;
   for (Param* p : t.model().params()) v.insert(v.end(), p->value.data(), p->value.data() + p->value.numel());
-  for (Param* p : t.feedback().params()) v.insert(v.end(), p->value.data(), p->value.data() + p->value.numel());
+  for (Param* p : t.algorithm<DtpAlgorithm>().feedback().params())
+    v.insert(v.end(), p->value.data(), p->value.data() + p->value.numel());
   return v;
 }
 }  // namespace
 
-TEST(DtpTrainer, LearnsAndResumesBitIdentically) {
+TEST(DtpTraining, LearnsAndResumesBitIdentically) {
   const std::string dir = freshDir("resume");
   const TrainConfig cfg = tinyCfg();
   const DataSplits data = loadData(cfg.data);
-  DtpTrainer full(cfg, dir + "/full");
+  Trainer full(cfg, dir + "/full");
   full.prepare();
   const double before = full.evaluate(data.train).loss;
   full.run();
@@ -648,17 +665,17 @@ TEST(DtpTrainer, LearnsAndResumesBitIdentically) {
   EXPECT_LT(after, before - 0.1) << "DTP should fit one batch: training loss " << before << " -> " << after;
   EXPECT_TRUE(fs::exists(dir + "/full/metrics.jsonl"));
   // Stop after step 13, resume from its checkpoint: the same weights bit for bit.
-  DtpTrainer part(tinyCfg({"train.max_steps=13"}), dir + "/part");
+  Trainer part(tinyCfg({"train.max_steps=13"}), dir + "/part");
   part.run();
   EXPECT_EQ(part.progress().step, 13);
-  DtpTrainer rest(cfg, dir + "/part", dir + "/part");
+  Trainer rest(cfg, dir + "/part", dir + "/part");
   rest.run();
   EXPECT_EQ(allWeights(rest), allWeights(full));
   EXPECT_EQ(rest.evaluate(data.test).acc, full.evaluate(data.test).acc);
   fs::remove_all(dir);
 }
 
-TEST(DtpTrainer, ShallowNetOnRealFashionMnistNearBackprop) {
+TEST(DtpTraining, ShallowNetOnRealFashionMnistNearBackprop) {
   // Spec 5 / the bar on real data: DTP within a few points of backprop on the same network
   // and optimizer (configs/fmnist_dtp_shallow.ini, 10,000 training images, 2 epochs; measured
   // 84.25% for both on 2 threads).
@@ -670,7 +687,7 @@ TEST(DtpTrainer, ShallowNetOnRealFashionMnistNearBackprop) {
   const std::vector<std::string> o = {"data.limit_train=10000", "data.limit_test=2000", "train.epochs=2",
                                       "runtime.threads=2", "dtp.bp_angle_every=0", "checkpoint.every_epochs=0"};
   const std::string ini = std::string(SW_SOURCE_DIR) + "/configs/fmnist_dtp_shallow.ini";
-  DtpTrainer dtp(parseConfig(ini, o), dir + "/dtp");
+  Trainer dtp(parseConfig(ini, o), dir + "/dtp");
   const double dtpAcc = dtp.run().acc;
   auto bpOpts = o;
   bpOpts.push_back("train.algo=bp");
@@ -684,7 +701,7 @@ TEST(DtpTrainer, ShallowNetOnRealFashionMnistNearBackprop) {
   fs::remove_all(dir);
 }
 
-TEST(DtpTrainer, ConfigErrorsNameTheKey) {
+TEST(DtpTraining, ConfigErrorsNameTheKey) {
   auto expectError = [](const std::function<void()>& f, const std::string& needle) {
     try {
       f();
@@ -699,15 +716,15 @@ TEST(DtpTrainer, ConfigErrorsNameTheKey) {
   expectError([] { tinyCfg({"dtp.beta=-1"}); }, "dtp.beta");
   const std::string dir = freshDir("errors");
   expectError([&] {
-    DtpTrainer t(tinyCfg({"dtp.feedback_iterations=1,1,1,1", "dtp.feedback_noise=1,1,1,1", "dtp.feedback_lr=1,1,1,1"}), dir);
+    Trainer t(tinyCfg({"dtp.feedback_iterations=1,1,1,1", "dtp.feedback_noise=1,1,1,1", "dtp.feedback_lr=1,1,1,1"}), dir);
     t.prepare();
   }, "dtp.feedback_iterations: needs 5 values");
   expectError([&] {
-    DtpTrainer t(tinyCfg({"model.name=lenet", "data.synthetic_shape=1,28,28"}), dir);
+    Trainer t(tinyCfg({"model.name=lenet", "data.synthetic_shape=1,28,28"}), dir);
     t.prepare();
   }, "model.lenet");
   expectError([&] {
-    DtpTrainer t(tinyCfg({"train.accum_steps=2"}), dir);
+    Trainer t(tinyCfg({"train.accum_steps=2"}), dir);
     t.prepare();
   }, "train.accum_steps");
   EXPECT_FALSE(fs::exists(dir)) << "bad input must not write anything";

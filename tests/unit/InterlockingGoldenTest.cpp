@@ -15,7 +15,8 @@
 #include "nn/AuxHead.h"
 #include "nn/Zoo.h"
 #include "optim/Optimizer.h"
-#include "train/InterlockingLoop.h"
+#include "algo/interlocking/InterlockingAlgorithm.h"
+#include "algo/interlocking/InterlockingLoop.h"
 
 namespace sw {
 namespace {

@@ -25,7 +25,8 @@
 #include "nn/Zoo.h"
 #include "optim/Optimizer.h"
 #include "schedule/Validator.h"
-#include "train/InterlockingLoop.h"
+#include "algo/interlocking/InterlockingAlgorithm.h"
+#include "algo/interlocking/InterlockingLoop.h"
 #include "train/Trainer.h"
 
 namespace fs = std::filesystem;
@@ -599,7 +600,7 @@ int messagesOf(int S, int d, int M, int R) {
 }
 
 TEST(Schedule, InterlockingValidOverTheGrid) {
-  auto sched = makeSchedule("interlocking");
+  auto sched = makeInterlockingSchedule();
   for (int S = 1; S <= 7; ++S)
     for (int M : {1, 2, 5, 12})
       for (int d = 0; d <= S; ++d)
@@ -627,7 +628,7 @@ TEST(Schedule, InterlockingValidOverTheGrid) {
 // (spec 3.3 and check 12): local F + B, pairwise 2 (F + B) (the last pair: the head's full
 // backward comes before its message), global K (F + B), n-wise between.
 double period(int S, int d) {
-  auto sched = makeSchedule("interlocking");
+  auto sched = makeInterlockingSchedule();
   auto span = [&](int M) {
     ScheduleSpec spec{.stages = S, .microbatches = M};
     spec.distance = d;
@@ -653,7 +654,7 @@ TEST(Schedule, InterlockingPeriodsUnderUnitCosts) {
 }
 
 TEST(Validator, CatchesInterlockingMistakes) {
-  auto sched = makeSchedule("interlocking");
+  auto sched = makeInterlockingSchedule();
   ScheduleSpec spec{.stages = 3, .microbatches = 2};
   spec.distance = 2;
   spec.boundedSends = true;
@@ -708,7 +709,7 @@ TEST(InterlockingTrainer, NWiseWithNAtLeastKEqualsBackprop) {
   for (const char* n : {"3", "5"}) {
     Trainer il(resCfg({"train.algo=interlocking", std::string("interlocking.n=") + n}), freshDir(std::string("n") + n));
     il.prepare();
-    ASSERT_EQ(il.components().size(), 3u);
+    ASSERT_EQ(interlockingComponents(il.algorithm()).size(), 3u);
     const EvalResult e = il.run();
     EXPECT_EQ(values(il.model().params({}, Aux::kExclude)), values(bp.model().params({}, Aux::kExclude))) << "n " << n;
     EXPECT_EQ(values(il.model().buffers({}, Aux::kExclude)), values(bp.model().buffers({}, Aux::kExclude))) << "n " << n;
@@ -726,7 +727,7 @@ TEST(InterlockingTrainer, LocalEqualsAReplayOfLocalTraining) {
   init.prepare();
   t.run();
   Model& m = init.model();
-  const auto comps = init.components();
+  const auto comps = interlockingComponents(init.algorithm());
   DataSplits data = loadData(cfg.data);
   BatchLoader loader(data.train, cfg.train.batchSize, cfg.train.seed, Shard{}, cfg.augment, Shuffle::kYes, DropLast::kNo,
                      Augment::kYes);
@@ -809,12 +810,12 @@ TEST(InterlockingTrainer, ShippedConfigsBuildTheirNetworks) {
                                          "data.synthetic_test=64", "runtime.threads=1"});
     Trainer t(cfg, freshDir("cfg"));
     t.prepare();
-    ASSERT_EQ(t.components().size(), c.comps.size()) << c.file;
+    ASSERT_EQ(interlockingComponents(t.algorithm()).size(), c.comps.size()) << c.file;
     for (size_t k = 0; k < c.comps.size(); ++k) {
-      EXPECT_EQ(t.components()[k].end - t.components()[k].begin, c.comps[k]) << c.file << " component " << k;
+      EXPECT_EQ(interlockingComponents(t.algorithm())[k].end - interlockingComponents(t.algorithm())[k].begin, c.comps[k]) << c.file << " component " << k;
       if (k + 1 == c.comps.size() || c.auxSize[k] < 0) continue;
       std::vector<Param*> ps;
-      t.model().aux(t.components()[k].end - 1)->collectParams(ps);
+      t.model().aux(interlockingComponents(t.algorithm())[k].end - 1)->collectParams(ps);
       int64_t n = 0;
       for (Param* p : ps) n += p->value.numel();
       EXPECT_EQ(n, c.auxSize[k]) << c.file << " aux head " << k;

@@ -19,10 +19,9 @@
 #include "nn/BatchNorm.h"
 #include "nn/Elementwise.h"
 #include "nn/Zoo.h"
-#include "optim/Parle.h"
+#include "algo/parle/ParleOptimizer.h"
 #include "schedule/Validator.h"
-#include "schedule/algorithms/Algorithms.h"
-#include "train/ParleDriver.h"
+#include "algo/parle/ParleAlgorithm.h"
 #include "train/Trainer.h"
 
 namespace fs = std::filesystem;
@@ -259,7 +258,7 @@ TEST(ParleSchedule, ProgramsValidOverTheGrid) {
           for (int M : {1, 3})
             for (int steps : {1, 4}) {
               if (c == ParleCoupling::kEveryStep && steps > 1) continue;  // L = 0: one step a round
-              auto sched = makeParle(pipe, c);
+              auto sched = makeParleSchedule(pipe, c);
               ScheduleSpec spec{.stages = S, .replicas = R, .microbatches = M * steps, .steps = steps};
               SimResult r = simulate(*sched, spec);
               ASSERT_TRUE(r.ok) << pipe << " S=" << S << " R=" << R << " M=" << M << " steps=" << steps << ": " << r.error;
@@ -280,7 +279,7 @@ TEST(ParleSchedule, ProgramsValidOverTheGrid) {
 
 TEST(ParleSchedule, ValidatorCatchesBrokenSyncs) {
   const ScheduleSpec spec{.stages = 2, .replicas = 2, .microbatches = 4, .steps = 2};
-  auto sched = makeParle("1f1b", ParleCoupling::kAfterSteps);
+  auto sched = makeParleSchedule("1f1b", ParleCoupling::kAfterSteps);
   std::vector<Program> progs;
   for (int r = 0; r < 4; ++r) progs.push_back(sched->build(r % 2, spec));
   // Replica 1's stage 0 skips the sync: its peer waits forever.
@@ -519,8 +518,8 @@ TEST(ParleTrainer, StopAndResumeIsBitIdentical) {
     EXPECT_EQ(b.progress().step, 19) << variant;
     b.run();
     EXPECT_EQ(liveState(b), liveState(ref)) << variant;
-    EXPECT_EQ(b.parle()->optimizer().state().t, ref.parle()->optimizer().state().t);
-    EXPECT_EQ(b.parle()->optimizer().state().syncs, ref.parle()->optimizer().state().syncs);
+    EXPECT_EQ(b.algorithm<ParleAlgorithm>().optimizer().state().t, ref.algorithm<ParleAlgorithm>().optimizer().state().t);
+    EXPECT_EQ(b.algorithm<ParleAlgorithm>().optimizer().state().syncs, ref.algorithm<ParleAlgorithm>().optimizer().state().syncs);
   }
 }
 

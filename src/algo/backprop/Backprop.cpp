@@ -10,17 +10,19 @@ namespace {
 
 class Backprop : public Algorithm {
  public:
-  explicit Backprop(const TrainConfig& cfg) : Algorithm(cfg) {
+  Backprop(const TrainConfig& cfg, BackpropKind kind) : Algorithm(cfg), kind_(kind) {
     const std::string& a = cfg.train.algo;
-    sched_ = a == "bp" || a == "dp" ? makeDataParallelSchedule(a) : makePipelineSchedule(a);
+    sched_ = onePerReplica() ? makeDataParallelSchedule(a)
+             : kind == BackpropKind::kMp   ? makeModelParallelSchedule()
+             : kind == BackpropKind::kGPipe ? makeGPipeSchedule()
+                                            : makeOneFOneBSchedule();
   }
   ScheduleSpec plan(int world) const override {
     const std::string& a = cfg_.train.algo;
-    const bool onePerReplica = a == "bp" || a == "dp";
-    const int stages = stagesOr(world, onePerReplica ? 1 : world);
-    if (onePerReplica && stages > 1)
+    const int stages = stagesOr(world, onePerReplica() ? 1 : world);
+    if (onePerReplica() && stages > 1)
       throw ConfigError("train.algo = " + a + " runs 1 stage per replica, pipe.stages = " + std::to_string(stages));
-    if (a == "bp" && world != 1)
+    if (kind_ == BackpropKind::kBp && world != 1)
       throw ConfigError("train.algo = bp runs on one rank but this job has " + std::to_string(world) +
                         " (use train.algo = dp for data parallel)");
     return shape(world, stages);
@@ -28,6 +30,8 @@ class Backprop : public Algorithm {
   Program build(const RankCoord& me, const ScheduleSpec& spec) const override { return sched_->build(me.stage, spec); }
 
  private:
+  bool onePerReplica() const { return kind_ == BackpropKind::kBp || kind_ == BackpropKind::kDp; }
+  BackpropKind kind_;
   std::unique_ptr<Schedule> sched_;
 };
 
@@ -40,6 +44,8 @@ std::unique_ptr<Schedule> makePipelineSchedule(const std::string& name) {
   throw ConfigError("pipeline schedule '" + name + "': expected mp, gpipe or 1f1b");
 }
 
-std::unique_ptr<Algorithm> makeBackprop(const TrainConfig& cfg) { return std::make_unique<Backprop>(cfg); }
+std::unique_ptr<Algorithm> makeBackprop(const TrainConfig& cfg, BackpropKind kind) {
+  return std::make_unique<Backprop>(cfg, kind);
+}
 
 }  // namespace sw

@@ -9,7 +9,9 @@
 
 namespace sw {
 
-std::unique_ptr<Algorithm> makeBackprop(const TrainConfig& cfg);
+// The registry's names for the members of the family.
+enum class BackpropKind { kBp, kDp, kMp, kGPipe, kOneFOneB };
+std::unique_ptr<Algorithm> makeBackprop(const TrainConfig& cfg, BackpropKind kind);
 
 // The program builders (also used by Parle and PETRA for their inner pipelines).
 std::unique_ptr<Schedule> makeDataParallelSchedule(const std::string& name);  // bp, dp

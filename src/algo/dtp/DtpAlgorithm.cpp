@@ -110,7 +110,7 @@ Program buildDtpProgram(int rank, int world, int batches, const std::vector<int>
 ScheduleSpec DtpAlgorithm::plan(int world) const {
   const std::string& algo = cfg_.train.algo;
   // The rank count first, before any data is read.
-  if (algo == "dtp" && world != 1)
+  if (kind_ == DtpKind::kSequential && world != 1)
     throw ConfigError("train.algo = dtp is sequential and runs on one rank, this job has " + std::to_string(world) +
                       " (use train.algo = dtp_parallel)");
   if (cfg_.train.accumSteps != 1)
@@ -372,6 +372,8 @@ void DtpAlgorithm::load(const std::string& stepDir, int rank) {
       readState(f, be, "/feedback_optim/", o->params(), *o, "feedback_optimizer_steps_G" + std::to_string(i));
 }
 
-std::unique_ptr<Algorithm> makeDtp(const TrainConfig& cfg) { return std::make_unique<DtpAlgorithm>(cfg); }
+std::unique_ptr<Algorithm> makeDtp(const TrainConfig& cfg, DtpKind kind) {
+  return std::make_unique<DtpAlgorithm>(cfg, kind);
+}
 
 }  // namespace sw

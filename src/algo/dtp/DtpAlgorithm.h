@@ -20,14 +20,15 @@
 
 namespace sw {
 
-std::unique_ptr<Algorithm> makeDtp(const TrainConfig& cfg);
+enum class DtpKind { kSequential, kLayerParallel };
+std::unique_ptr<Algorithm> makeDtp(const TrainConfig& cfg, DtpKind kind);
 
 // The program of replica `rank` of `world` (stage 0 of 1) for `batches` mini-batches.
 Program buildDtpProgram(int rank, int world, int batches, const std::vector<int>& owner);
 
 class DtpAlgorithm : public Algorithm {
  public:
-  explicit DtpAlgorithm(const TrainConfig& cfg) : Algorithm(cfg) {}
+  DtpAlgorithm(const TrainConfig& cfg, DtpKind kind) : Algorithm(cfg), kind_(kind) {}
   ScheduleSpec plan(int world) const override;
   LoaderPlan loader(const RankCoord& coord) const override;
   bool mirrorsReplicas() const override { return true; }
@@ -62,6 +63,7 @@ class DtpAlgorithm : public Algorithm {
   int resyncs() const { return resyncs_; }
 
  private:
+  DtpKind kind_;
   AlgoEnv env_;
   std::unique_ptr<dtp::FeedbackNet> g_;
   dtp::Hyper hp_;

@@ -74,7 +74,8 @@ struct LossSlot : SlotState {
 
 class Interlocking : public Algorithm {
  public:
-  explicit Interlocking(const TrainConfig& cfg) : Algorithm(cfg), sched_(makeInterlockingSchedule()) {}
+  Interlocking(const TrainConfig& cfg, InterlockingKind kind)
+      : Algorithm(cfg), local_(kind == InterlockingKind::kLocal), sched_(makeInterlockingSchedule()) {}
 
   ScheduleSpec plan(int world) const override {
     const std::string& algo = cfg_.train.algo;
@@ -82,10 +83,10 @@ class Interlocking : public Algorithm {
       throw ConfigError("train.algo = " + algo + " updates after every mini-batch: "
                         "pipe.microbatches and train.accum_steps must be 1");
     ScheduleSpec s = shape(world, stagesOr(world, world));
-    s.distance = algo == "local" ? 0 : cfg_.interlocking.n - 1;
+    s.distance = local_ ? 0 : cfg_.interlocking.n - 1;
     s.pairwise = parsePairwiseMode(cfg_.interlocking.pairwiseMode);
     s.boundedSends = true;
-    if (algo == "local" && s.pairwise != PairwiseMode::kNextOnly)
+    if (local_ && s.pairwise != PairwiseMode::kNextOnly)
       throw ConfigError("interlocking.pairwise_mode = " + cfg_.interlocking.pairwiseMode +
                         " needs train.algo = interlocking with interlocking.n = 2, not train.algo = local");
     InterlockRule{.components = s.stages, .distance = s.distance, .mode = s.pairwise}.validate("train.algo = " + algo);
@@ -127,6 +128,7 @@ class Interlocking : public Algorithm {
   void localLoss(OpCall& c);
   void lossBackward(OpCall& c);
 
+  bool local_;
   std::unique_ptr<Schedule> sched_;
   std::vector<BlockRange> components_;
   std::string partition_ = cfg_.pipe.partition;
@@ -365,7 +367,9 @@ void Interlocking::lossBackward(OpCall& c) {
 
 }  // namespace
 
-std::unique_ptr<Algorithm> makeInterlocking(const TrainConfig& cfg) { return std::make_unique<Interlocking>(cfg); }
+std::unique_ptr<Algorithm> makeInterlocking(const TrainConfig& cfg, InterlockingKind kind) {
+  return std::make_unique<Interlocking>(cfg, kind);
+}
 
 const std::vector<BlockRange>& interlockingComponents(const Algorithm& a) {
   return dynamic_cast<const Interlocking&>(a).components();

@@ -14,7 +14,9 @@
 
 namespace sw {
 
-std::unique_ptr<Algorithm> makeInterlocking(const TrainConfig& cfg);
+// kNWise: interlocking.n-wise gradients; kLocal: every component on its own loss (n = 1).
+enum class InterlockingKind { kNWise, kLocal };
+std::unique_ptr<Algorithm> makeInterlocking(const TrainConfig& cfg, InterlockingKind kind);
 std::unique_ptr<Schedule> makeInterlockingSchedule();
 
 // The component block ranges of an interlocking/local run (all of them, also on a stage rank).

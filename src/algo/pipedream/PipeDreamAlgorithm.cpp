@@ -10,8 +10,8 @@ namespace {
 
 class PipeDream : public Algorithm {
  public:
-  explicit PipeDream(const TrainConfig& cfg)
-      : Algorithm(cfg), spectrain_(cfg.train.algo == "spectrain"), v1_(spectrain_ && cfg.spectrain.version == 1) {
+  PipeDream(const TrainConfig& cfg, PipeDreamKind kind)
+      : Algorithm(cfg), spectrain_(kind == PipeDreamKind::kSpecTrain), v1_(spectrain_ && cfg.spectrain.version == 1) {
     sched_ = v1_ ? makeSpecTrainSchedule() : makePipeDreamSchedule();
   }
   ScheduleSpec plan(int world) const override {
@@ -60,6 +60,8 @@ class PipeDream : public Algorithm {
 
 }  // namespace
 
-std::unique_ptr<Algorithm> makePipeDream(const TrainConfig& cfg) { return std::make_unique<PipeDream>(cfg); }
+std::unique_ptr<Algorithm> makePipeDream(const TrainConfig& cfg, PipeDreamKind kind) {
+  return std::make_unique<PipeDream>(cfg, kind);
+}
 
 }  // namespace sw

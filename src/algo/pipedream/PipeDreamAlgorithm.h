@@ -9,7 +9,8 @@
 
 namespace sw {
 
-std::unique_ptr<Algorithm> makePipeDream(const TrainConfig& cfg);
+enum class PipeDreamKind { kPipeDream, kSpecTrain };
+std::unique_ptr<Algorithm> makePipeDream(const TrainConfig& cfg, PipeDreamKind kind);
 std::unique_ptr<Schedule> makePipeDreamSchedule();
 std::unique_ptr<Schedule> makeSpecTrainSchedule();  // v1
 
