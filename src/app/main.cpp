@@ -101,7 +101,7 @@ int train(const std::vector<std::string>& args, sw::MpiRuntime& mpi) {
     t = parseArgs(args);
     if (t.help) return;
     cfg = loadConfig(t);
-    text = cfg.iniText();
+    text = iniText(cfg);
   });
   if (world.rank() == 0 && t.help) {
     std::cout << kUsage << "\nconfig keys (INI [section] key = value, or section.key=value):\n" << sw::configHelp()

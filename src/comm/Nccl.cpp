@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "comm/Mpi.h"
+#include "core/Clock.h"
 #include "core/Error.h"
 
 namespace sw {
@@ -134,9 +135,6 @@ void ncclCall(ncclResult_t r, const std::string& what) {
     throw CommError(what + ": NCCL error " + ncclGetErrorString(r));
 }
 
-double secondsSince(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
 
 // Shared so a Work outliving its communicator's last operation still sees a valid comm.
 struct NcclState {

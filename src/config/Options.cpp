@@ -505,10 +505,10 @@ std::map<std::string, std::string> parseIni(std::istream& in, const std::string&
 
 }  // namespace
 
-std::string TrainConfig::iniText() const {
+std::string iniText(const TrainConfig& cfg) {
   std::ostringstream os;
   std::string section;
-  for (const auto& [k, v] : resolved) {
+  for (const auto& [k, v] : cfg.resolved) {
     const std::string s = k.substr(0, k.find('.'));
     if (s != section) {
       os << (section.empty() ? "" : "\n") << "[" << s << "]\n";

@@ -44,13 +44,13 @@ struct RuntimeSection {
   bool ncclP2p = false;        // pipeline messages of device tensors over NCCL (else staged MPI)
   int localRanks = 1;          // not a key: ranks sharing this host (threads = 0 splits the cores)
   int localRank = 0;           // not a key: this rank's index on its host (picks the GPU)
-  BackendOptions backend() const {
-    return {.device = device, .threads = threads, .cpuConv = cpuConv, .localRanks = localRanks, .localRank = localRank};
-  }
 };
 
 // The backend named by the runtime section.
-inline std::unique_ptr<Backend> makeBackend(const RuntimeSection& rt) { return makeBackend(rt.backend()); }
+inline std::unique_ptr<Backend> makeBackend(const RuntimeSection& rt) {
+  return makeBackend(BackendOptions{.device = rt.device, .threads = rt.threads, .cpuConv = rt.cpuConv,
+                                    .localRanks = rt.localRanks, .localRank = rt.localRank});
+}
 
 struct PipeSection {
   int stages = 0;              // 0 = automatic (all ranks for pipeline algorithms)
@@ -158,8 +158,10 @@ struct TrainConfig {
   ParleSection parle;
   // The resolved "section.key = value" lines, in declaration order (written to DIR/config.ini).
   std::vector<std::pair<std::string, std::string>> resolved;
-  std::string iniText() const;
 };
+
+// The resolved config as INI text (DIR/config.ini; what the other ranks and a resume parse).
+std::string iniText(const TrainConfig& cfg);
 
 // Parses an INI file (may be empty: defaults only) and overrides ("section.key=value" strings).
 // Throws ConfigError naming the file/key and what was expected.

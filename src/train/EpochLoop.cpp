@@ -13,13 +13,12 @@
 #include <sstream>
 #include <thread>
 
+#include "core/Clock.h"
 #include "core/Error.h"
 #include "core/Log.h"
 
 namespace sw {
 namespace {
-using Clock = std::chrono::steady_clock;
-double secondsSince(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 std::string fmtTime(double s) {
   std::ostringstream os;
   if (s >= 3600) os << int(s / 3600) << "h" << std::setw(2) << std::setfill('0') << int(s / 60) % 60 << "m";
@@ -33,7 +32,7 @@ std::unique_ptr<MetricsLog> openRunDirectory(const TrainConfig& cfg, const std::
                                              int64_t metricsBytes) {
   std::filesystem::create_directories(outDir);
   std::ofstream c(outDir + "/config.ini");
-  c << "# resolved stagewise config\n" << cfg.iniText();
+  c << "# resolved stagewise config\n" << iniText(cfg);
   return std::make_unique<MetricsLog>(outDir + "/metrics.jsonl", resuming ? metricsBytes : -1);
 }
 

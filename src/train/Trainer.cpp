@@ -220,7 +220,7 @@ void Trainer::checkpoint() {
   if (!ckpt_) return;
   progress_.metricsBytes = metrics_ ? metrics_->bytes() : 0;
   const ShardMeta meta{.algo = cfg_.train.algo, .model = cfg_.model.name, .rank = coord_.rank,
-                       .world = world_->size(), .configText = cfg_.iniText()};
+                       .world = world_->size(), .configText = iniText(cfg_)};
   algo_->save(ckpt_->stepDir(progress_.step), coord_.rank);  // before the shard: the marker implies it
   ckpt_->writeShard(progress_.step, meta, *model_, range_, *opt_, progress_, model_->dropoutRng().state());
   commitCheckpoint(*world_, [&] { ckpt_->commit(progress_.step, world_->size(), cfg_.checkpoint.keep); });

@@ -34,8 +34,8 @@ TEST(Config, DefaultsIniAndOverrides) {
   EXPECT_EQ(c.model.hidden, (std::vector<int64_t>{8, 4}));
   EXPECT_EQ(c.lr.batchSize, 32);
   // The resolved text parses back to the same config.
-  TrainConfig d = parseConfigText(c.iniText(), "resolved", {});
-  EXPECT_EQ(d.iniText(), c.iniText());
+  TrainConfig d = parseConfigText(iniText(c), "resolved", {});
+  EXPECT_EQ(iniText(d), iniText(c));
 }
 
 // This session's keys reach their sections; bad values are named.

@@ -153,7 +153,10 @@ void Interlocking::checkModel(Model& model, const ScheduleSpec& spec) {
       if (!cfg_.pipe.partition.empty())
         throw ConfigError(std::string(kSplitKey) + " and pipe.partition both set: give the split once");
       std::string cut;
-      for (size_t c = 1; c < components_.size(); ++c) cut += (c > 1 ? "," : "") + std::to_string(components_[c].begin);
+      for (size_t c = 1; c < components_.size(); ++c) {
+        if (c > 1) cut += ',';
+        cut += std::to_string(components_[c].begin);
+      }
       partition_ = cut;
     }
     for (size_t c = 0; c + 1 < components_.size(); ++c) ends.push_back(components_[c].end - 1);

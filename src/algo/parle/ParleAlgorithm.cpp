@@ -104,7 +104,7 @@ double ParleAlgorithm::elasticSync(float lr) {
   opt_->prepareSync();
   const auto t = Clock::now();
   c_.data->allReduce(opt_->syncBuffer(), ReduceOp::kAvg)->wait();
-  const double waited = std::chrono::duration<double>(Clock::now() - t).count();
+  const double waited = secondsSince(t);
   opt_->finishSync(lr);
   return waited;
 }
