@@ -12,6 +12,13 @@
 #include "nn/Zoo.h"
 #include "optim/LrSchedule.h"
 #include "optim/Optimizer.h"
+// The algorithm sections: each family declares its own (src/algo/<family>/Options.h).
+#include "algo/backprop/Options.h"
+#include "algo/pipedream/Options.h"
+#include "algo/petra/Options.h"
+#include "algo/interlocking/Options.h"
+#include "algo/dtp/Options.h"
+#include "algo/parle/Options.h"
 
 namespace sw {
 
@@ -57,80 +64,6 @@ struct PipeSection {
   int microbatches = 1;
   std::string partition;       // explicit stage boundaries, or empty = balanced
   std::string balance = "time";
-};
-
-struct PipeDreamSection {
-  bool verticalSync = false;
-  int drainEvery = 64;         // mini-batches per round (0 = the whole epoch)
-  bool stash = true;           // weight stashing (false: a backward reads the current weights)
-};
-
-struct SpecTrainSection {
-  int version = 1;
-  int maxDistance = -1;
-};
-
-// Delayed-gradient pipeline modes (seed-petra.md 1.4): backprop = synchronous + store_context;
-// stashing = store_input + store_params; DSP = store_input; PETRA = nothing stored.
-struct PetraSection {
-  bool synchronous = false;
-  bool storeContext = false;
-  bool storeInput = false;
-  bool storeParams = false;
-  int drainEvery = 0;  // mini-batches per round (0 = the whole epoch)
-};
-
-// Interlocking backprop (seed-interlocking.md): n-wise (n = communication distance + 1; 1 =
-// local, 2 = pairwise, >= components = global), the pairwise variant, the auxiliary heads and
-// the component split ("5,4,4,rest": block counts, the stem and the output head one block each).
-// aux: one architecture for all aux heads, or a comma list with one per component but the last.
-struct InterlockingSection {
-  int n = 2;
-  std::string pairwiseMode = "next_only";
-  std::string aux = "conv128_bn_conv64_bn_gbpl_fc";
-  std::string blocksPerComponent;
-  int drainEvery = 64;  // mini-batches between pipeline drains (0 = once per epoch)
-};
-
-struct DpSection {
-  double bucketMb = 25;
-};
-
-// Difference target propagation (train.algo = dtp | dtp_parallel; spec seed-dtp.md 2-4). The lists
-// have one entry per trainable feedback block G_1..G_L, ordered input -> output (entry j is G_{j+1}).
-struct DtpSection {
-  float beta = 0.7f;                                      // target step size (first target)
-  std::vector<int64_t> feedbackIterations{20, 30, 35, 55, 20};  // L-DRL iterations K_i per step
-  std::vector<float> feedbackNoise{0.4f, 0.4f, 0.2f, 0.2f, 0.08f};  // noise scale sigma_i
-  std::vector<float> feedbackLr{1e-4f, 3.5e-4f, 8e-3f, 8e-3f, 0.18f};  // feedback SGD lr_i (never scheduled)
-  float feedbackMomentum = 0.9f;
-  int feedbackSamples = 1;                                // noise samples averaged per iteration
-  std::string rhatIndices = "clean";                      // pool indices of r^ = G(y + dy): clean | noisy
-  std::string assign = "balanced";                        // dtp_parallel: layer -> rank mapping
-  int64_t checkSyncEvery = 0;                             // steps between cross-rank weight checks (0: per epoch)
-  int64_t bpAngleEvery = 0;                               // steps between DTP-vs-BP gradient angle probes (0: off)
-};
-
-// Parle, Elastic-SGD and Entropy-SGD as settings of one optimizer (spec seed-parle.md). The
-// replica count n is the world size / pipe.stages. Values the INI leaves at -1 are resolved to
-// the variant's reference default by parseConfig (see Options.cpp).
-struct ParleSection {
-  std::string mode = "parle";          // parle | elastic (L = 0) | entropy (rho = 0, n = 1)
-  std::string variant = "optim2017";   // optim2017 (spec 3, the paper's code) | mpi2018 (spec 2)
-  int L = 25;                          // inner steps per synchronisation
-  double gamma = 0.01;                 // gamma_0 (proximal coupling)
-  double rho = 1.0;                    // optim2017: rho_0 (g1); mpi2018: rho_cli (rho_0 = rho L n)
-  double gammaMax = 1, rhoMax = 10;    // caps of the annealed couplings
-  double scoping = 0.5;                // couplings grow by 1 + scoping / nb per counter unit
-  double innerLr = 0.1;                // > 0 fixed inner rate; 0 = the scheduled optim.lr
-  double beta1 = 0;                    // optim2017: m average weight; mpi2018: alpha of z
-  double outerMomentum = 0.9;          // optim2017 outer momentum
-  bool counterPerTensor = false;       // mpi2018: t += #parameter tensors per step (released code)
-  std::string pipeline = "1f1b";       // per-replica pipeline when pipe.stages > 1
-  std::string data = "shard";          // shard | full | same (data stream of each replica)
-  std::string init = "replica";        // replica (seed + replica) | same
-  bool bnRefresh = true;               // re-estimate the master's BN statistics before evaluation
-  int64_t bnBatches = 0;               // micro-batches of that pass (0 = the whole training set)
 };
 
 struct CheckpointSection {
