@@ -19,8 +19,8 @@ namespace po = boost::program_options;
 namespace sw {
 namespace {
 
-std::vector<Key> makeKeys() {
-  std::vector<Key> k = {
+void addTrainKeys(std::vector<Key>& k) {
+  k.insert(k.end(), {
       // [train]
       // The algorithm names are the registry's (algo/Registry.h), which checks this key.
       {"train.algo", "bp", "training algorithm (the list below)",
@@ -44,6 +44,11 @@ std::vector<Key> makeKeys() {
        [](TrainConfig& c, const std::string& v) { c.train.maxSteps = toInt("train.max_steps", v, 0, INT64_MAX); }},
       {"train.log_every_seconds", "10", "progress line period when not on a terminal",
        [](TrainConfig& c, const std::string& v) { c.train.logEverySeconds = toDouble("train.log_every_seconds", v, 0.1, 1e9); }},
+  });
+}
+
+void addModelKeys(std::vector<Key>& k) {
+  k.insert(k.end(), {
       // [model]
       {"model.name", "lenet", "mlp|mlp_bn|lenet|simple_vgg|allcnn|resnet18|resnet34|wrn|wrn16_4|wrn28_10",
        [](TrainConfig& c, const std::string& v) { c.model.name = oneOf("model.name", v, modelNames()); }},
@@ -59,6 +64,11 @@ std::vector<Key> makeKeys() {
        [](TrainConfig& c, const std::string& v) { c.model.width = toInt("model.width", v, 0, 65536); }},
       {"model.depth", "0", "wrn: depth 6N + 4 (0 = 28); simple_vgg: conv blocks 1..5 (0 = 5)",
        [](TrainConfig& c, const std::string& v) { c.model.depth = toInt("model.depth", v, 0, 10000); }},
+  });
+}
+
+void addDataKeys(std::vector<Key>& k) {
+  k.insert(k.end(), {
       // [data]
       {"data.name", "fashion_mnist", "fashion_mnist|mnist|cifar10|hdf5|synthetic",
        [](TrainConfig& c, const std::string& v) { c.data.name = oneOf("data.name", v, {"fashion_mnist", "mnist", "cifar10", "hdf5", "synthetic"}); }},
@@ -99,6 +109,11 @@ std::vector<Key> makeKeys() {
          for (float s : c.augment.stddev)
            if (s <= 0) bad("data.std", v, "positive values");
        }},
+  });
+}
+
+void addOptimKeys(std::vector<Key>& k) {
+  k.insert(k.end(), {
       // [optim]
       {"optim.name", "sgd", "sgd|adam|lars",
        [](TrainConfig& c, const std::string& v) {
@@ -149,6 +164,11 @@ std::vector<Key> makeKeys() {
        [](TrainConfig& c, const std::string& v) { c.lr.tMax = int(toInt("optim.cosine_t_max", v, 0, 1000000)); }},
       {"optim.eta_min", "0", "cosine schedule with cosine_t_max: the minimum learning rate",
        [](TrainConfig& c, const std::string& v) { c.lr.etaMin = float(toDouble("optim.eta_min", v, 0, 1e6)); }},
+  });
+}
+
+void addRuntimeKeys(std::vector<Key>& k) {
+  k.insert(k.end(), {
       // [runtime]
       {"runtime.threads", "0", "CPU threads (0 = all cores)", [](TrainConfig& c, const std::string& v) { c.runtime.threads = int(toInt("runtime.threads", v, 0, 1024)); }},
       {"runtime.cpu_conv", "auto", "CPU convolution: auto (oneDNN direct kernels where the build has them) | im2col (batched im2col + GEMM)",
@@ -163,6 +183,11 @@ std::vector<Key> makeKeys() {
        [](TrainConfig& c, const std::string& v) { c.runtime.fault = parseFault("runtime.fault", v); }},
       {"runtime.jitter_us", "0", "testing: sleep a random 0..N microseconds before each instruction (results must not depend on timing)",
        [](TrainConfig& c, const std::string& v) { c.runtime.jitterUs = int(toInt("runtime.jitter_us", v, 0, 10000000)); }},
+  });
+}
+
+void addPipeKeys(std::vector<Key>& k) {
+  k.insert(k.end(), {
       // [pipe]
       {"pipe.stages", "0", "pipeline stages (0 = all ranks for pipeline algorithms, 1 for bp/dp); ranks = stages x replicas",
        [](TrainConfig& c, const std::string& v) { c.pipe.stages = int(toInt("pipe.stages", v, 0, 4096)); }},
@@ -172,7 +197,17 @@ std::vector<Key> makeKeys() {
        [](TrainConfig& c, const std::string& v) { c.pipe.partition = v; }},
       {"pipe.balance", "time", "stage balancing cost when pipe.partition is empty: time (measured) | macs",
        [](TrainConfig& c, const std::string& v) { c.pipe.balance = oneOf("pipe.balance", v, {"time", "macs"}); }},
-  };
+  });
+}
+
+std::vector<Key> makeKeys() {
+  std::vector<Key> k;
+  addTrainKeys(k);
+  addModelKeys(k);
+  addDataKeys(k);
+  addOptimKeys(k);
+  addRuntimeKeys(k);
+  addPipeKeys(k);
   // Each algorithm's section, from its folder (src/algo/<family>/Options.cpp).
   addPipeDreamKeys(k);
   addPetraKeys(k);

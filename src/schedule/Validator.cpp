@@ -186,270 +186,376 @@ class Sim {
                              std::to_string(R.version) + ") nor stashed");
   }
 
+  // One instruction of one rank, as the op methods below see it.
+  struct At {
+    int rank;
+    RankSim& R;
+    const Instr in;
+    int stage;
+    bool first, last, eval;
+  };
+  SlotSim* slotOf(At& a) {
+    if (a.in.slot < 0 || a.in.slot >= int(a.R.slots.size())) {
+      bad(a.rank, a.in, "no slot");
+      return nullptr;
+    }
+    return &a.R.slots[a.in.slot];
+  }
+  int peerOf(At& a) {
+    if (a.in.peer < 0 || a.in.peer >= spec_.stages || a.in.peer == a.stage) {
+      bad(a.rank, a.in, "invalid peer stage");
+      return -1;
+    }
+    return rankOfStage(a.rank, a.in.peer);
+  }
+
   // Executes the rank's next instruction if it can; false when blocked (or on a violation).
   bool advance(int rank) {
     RankSim& R = ranks_[rank];
-    const Instr in = R.code[R.pc].second;
     const int stage = stageOf(rank);
-    const bool first = stage == 0, last = stage == spec_.stages - 1;
-    const bool eval = spec_.phase == Phase::kEval;
-    auto slot = [&]() -> SlotSim* {
-      if (in.slot < 0 || in.slot >= int(R.slots.size())) {
-        bad(rank, in, "no slot");
-        return nullptr;
-      }
-      return &R.slots[in.slot];
-    };
-    auto peerRank = [&]() -> int {
-      if (in.peer < 0 || in.peer >= spec_.stages || in.peer == stage) {
-        bad(rank, in, "invalid peer stage");
-        return -1;
-      }
-      return rankOfStage(rank, in.peer);
-    };
+    At a{rank, R, R.code[R.pc].second, stage, stage == 0, stage == spec_.stages - 1, spec_.phase == Phase::kEval};
+    const Instr& in = a.in;
+    bool done = false;
     switch (in.op) {
-      case Op::kLoad: {
-        SlotSim* s = slot();
-        if (!s) return false;
-        if (!first && !last && !R.localLoss)
-          return bad(rank, in, "only the first and last stages load data (others: labels for a LocalLoss)");
-        if (s->mb >= 0 && s->mb != in.mb) return bad(rank, in, "slot still holds mb " + std::to_string(s->mb));
-        s->mb = in.mb;
-        if (first) {
-          s->input = true;
-          s->inputReady = R.clock;
-        }
-        if (last || R.localLoss) s->labels = true;
+      case Op::kLoad:
+        done = opLoad(a);
         break;
-      }
-      case Op::kRecvAct: {
-        SlotSim* s = slot();
-        int src = peerRank();
-        if (!s || src < 0) return false;
-        if (first) return bad(rank, in, "stage 0 has no upstream activation");
-        if (s->mb >= 0) return bad(rank, in, "slot still holds mb " + std::to_string(s->mb));
-        s->mb = in.mb;
-        s->inputPending = true;
-        Key k{src, rank, in.tag};
-        recvs_[k].push_back({rank, in.slot, in.mb, RecvKind::kAct, -1, R.clock});
-        match(k);
+      case Op::kRecvAct:
+        done = opRecvAct(a);
         break;
-      }
-      case Op::kForward: {
-        SlotSim* s = slot();
-        if (!s) return false;
-        if (s->mb != in.mb) return bad(rank, in, "slot holds mb " + std::to_string(s->mb));
-        if (s->live) return bad(rank, in, "slot already holds a forward context");
-        if (s->inputPending) return false;  // blocked on the receive
-        if (!s->input) return bad(rank, in, "input neither loaded nor received");
-        if (last && !s->labels) return bad(rank, in, "last stage computes the loss without labels");
-        if (!checkVersion(rank, in)) return false;
-        if (in.version == kVersionPredicted && !R.predicted) return bad(rank, in, "predicted weights never built");
-        const double start = std::max(R.clock, s->inputReady);
-        R.clock = start + costs_.forward;
-        record(rank, in, start, R.clock);
-        s->outputReady = R.clock;
-        if (last) s->lossDy[stage] = R.clock;  // the true loss and its gradient
-        if (eval && last) *s = SlotSim{};
-        else s->live = true;
+      case Op::kForward:
+        done = opForward(a);
         break;
-      }
-      case Op::kSendAct: {
-        SlotSim* s = slot();
-        int dst = peerRank();
-        if (!s || dst < 0) return false;
-        if (!s->live || s->mb != in.mb) return bad(rank, in, "no forward output of this mb in the slot");
-        if (in.peer != stage + 1) return bad(rank, in, "activations go to the next stage");
-        Key k{rank, dst, in.tag};
-        if (!boundedSendMayGo(R, k)) return false;
-        sends_[k].push_back({in.mb, spec_.boundedSends ? std::max(R.clock, s->outputReady) : s->outputReady});
-        match(k);
-        if (eval) *s = SlotSim{};
+      case Op::kSendAct:
+        done = opSendAct(a);
         break;
-      }
-      case Op::kRecvGrad: {
-        SlotSim* s = slot();
-        int src = peerRank();
-        if (!s || src < 0) return false;
-        if (!s->live || s->mb != in.mb) return bad(rank, in, "gradient for a mb whose forward context is not here");
-        if (in.peer != stage + 1) return bad(rank, in, "gradients come from the next stage");
-        if (in.loss >= 0) {
-          if (in.loss <= stage || in.tag != kTagLossGrad + (in.loss - stage - 1))
-            return bad(rank, in, "the gradient of loss " + std::to_string(in.loss) + " comes on tag " +
-                                     std::to_string(kTagLossGrad + (in.loss - stage - 1)));
-          if (s->lossDy.count(in.loss) || s->lossPending.count(in.loss)) return bad(rank, in, "received twice");
-          s->lossMode = true;
-          s->lossPending.insert(in.loss);
-          Key k{src, rank, in.tag};
-          recvs_[k].push_back({rank, in.slot, in.mb, RecvKind::kLoss, in.loss, R.clock});
-          match(k);
-          break;
-        }
-        const bool recon = in.tag == kTagRecon;
-        (recon ? s->reconPending : s->gradPending) = true;
-        Key k{src, rank, in.tag};
-        recvs_[k].push_back({rank, in.slot, in.mb, recon ? RecvKind::kRecon : RecvKind::kGrad, -1, R.clock});
-        match(k);
+      case Op::kRecvGrad:
+        done = opRecvGrad(a);
         break;
-      }
       case Op::kInputGrad:
-      case Op::kBackward: {
-        SlotSim* s = slot();
-        if (!s) return false;
-        if (eval) return bad(rank, in, "backward in an evaluation program");
-        if (in.loss >= 0 || in.op == Op::kInputGrad) return lossBackward(rank, in, *s);
-        if (!s->live || s->mb != in.mb) return bad(rank, in, "no forward context of this mb in the slot");
-        if (s->gradPending || s->reconPending) return false;  // blocked on the receive
-        if (!last && !s->gradIn) return bad(rank, in, "output gradient never received");
-        if (!checkVersion(rank, in)) return false;
-        if (in.version == kVersionPredicted && !R.predicted) return bad(rank, in, "predicted weights never built");
-        const double start = std::max(R.clock, last ? 0.0 : s->gradReady);
-        R.clock = start + costs_.backward;
-        record(rank, in, start, R.clock);
-        if (first) {
-          *s = SlotSim{};
-        } else {
-          s->live = false;
-          s->gradOut = true;
-          s->gradOutReady = R.clock;
-        }
+        done = opInputGrad(a);
         break;
-      }
-      case Op::kSendGrad: {
-        SlotSim* s = slot();
-        int dst = peerRank();
-        if (!s || dst < 0) return false;
-        if (in.loss >= 0) {
-          if (s->mb != in.mb || !s->lossDx.count(in.loss))
-            return bad(rank, in, "no input gradient of loss " + std::to_string(in.loss) + " for this mb");
-          if (in.peer != stage - 1 || in.tag != kTagLossGrad + (in.loss - stage))
-            return bad(rank, in, "the gradient of loss " + std::to_string(in.loss) + " goes to stage " +
-                                     std::to_string(stage - 1) + " on tag " + std::to_string(kTagLossGrad + (in.loss - stage)));
-          Key k{rank, dst, in.tag};
-          if (!boundedSendMayGo(R, k)) return false;
-          sends_[k].push_back({in.mb, std::max(R.clock, s->lossDx.at(in.loss))});
-          s->lossDx.erase(in.loss);
-          match(k);
-          releaseIfDone(*s);
-          break;
-        }
-        if (!s->gradOut || s->mb != in.mb) return bad(rank, in, "no input gradient of this mb in the slot");
-        if (in.peer != stage - 1) return bad(rank, in, "gradients go to the previous stage");
-        Key k{rank, dst, in.tag};
-        if (!boundedSendMayGo(R, k)) return false;
-        sends_[k].push_back({in.mb, spec_.boundedSends ? std::max(R.clock, s->gradOutReady) : s->gradOutReady});
-        match(k);
-        if (in.tag != kTagRecon) *s = SlotSim{};  // the input copy goes ahead of the gradient
+      case Op::kBackward:
+        done = opBackward(a);
         break;
-      }
-      case Op::kLocalLoss: {
-        SlotSim* s = slot();
-        if (!s) return false;
-        if (eval) return bad(rank, in, "local loss in an evaluation program");
-        if (!s->live || s->mb != in.mb) return bad(rank, in, "no forward output of this mb in the slot");
-        if (last) return bad(rank, in, "the last stage trains on the true loss, it has no auxiliary head");
-        if (!s->labels) return bad(rank, in, "local loss without labels (Load first)");
-        if (s->lossDy.count(stage)) return bad(rank, in, "local loss computed twice");
-        const double start = R.clock;
-        R.clock += costs_.aux;
-        if (costs_.aux > 0) record(rank, in, start, R.clock);
-        s->lossMode = true;
-        s->lossDy[stage] = R.clock;
+      case Op::kSendGrad:
+        done = opSendGrad(a);
         break;
-      }
-      case Op::kTrainFeedback: {
-        SlotSim* s = slot();
-        if (!s) return false;
-        if (!s->live || s->mb != in.mb) return bad(rank, in, "feedback training needs this mb's forward pass");
-        if (in.block < 1) return bad(rank, in, "no feedback block (G_1 .. G_L)");
-        if (R.synced.count(in.block)) return bad(rank, in, "trains a block after its broadcast began");
-        if (!R.trained.insert(in.block).second) return bad(rank, in, "trains the block twice for one mb");
-        const double start = R.clock;
-        R.clock += costs_.feedback;
-        record(rank, in, start, R.clock);
+      case Op::kLocalLoss:
+        done = opLocalLoss(a);
         break;
-      }
-      case Op::kComputeTargets: {
-        SlotSim* s = slot();
-        if (!s) return false;
-        if (!s->live || s->mb != in.mb) return bad(rank, in, "targets need this mb's forward pass");
-        if (spec_.replicas > 1)
-          for (int b : R.trained)
-            if (!R.synced.count(b)) return bad(rank, in, "G" + std::to_string(b) + " was trained here but never broadcast");
-        R.trained.clear();
-        R.synced.clear();
+      case Op::kTrainFeedback:
+        done = opTrainFeedback(a);
         break;
-      }
+      case Op::kComputeTargets:
+        done = opComputeTargets(a);
+        break;
       case Op::kReduceGrads:
+        done = opReduceGrads(a);
+        break;
       case Op::kSyncFeedback:
-      case Op::kElasticSync: {
-        // Both are collectives on the stage's replica communicator: every replica must issue
-        // the same sequence of them (MPI matches collectives by order, not by kind).
-        if (in.op == Op::kElasticSync)
-          for (const SlotSim& s : R.slots)
-            if (s.live) return bad(rank, in, "weights change while mb " + std::to_string(s.mb) + " is in flight");
-        auto& arrivals = reduceArrivals_[stage];
-        if (int(arrivals.size()) <= R.reduces) arrivals.resize(R.reduces + 1);
-        auto& a = arrivals[R.reduces];
-        if (!a.ranks.empty() && a.op != in.op)
-          return bad(rank, in, "collective #" + std::to_string(R.reduces) + " of stage " + std::to_string(stage) +
-                                   " is " + opName(a.op) + " on rank " + std::to_string(a.ranks.begin()->first));
-        if (!a.ranks.empty() && (a.block != in.block || a.root != in.peer))
-          return bad(rank, in, "collective #" + std::to_string(R.reduces) + " of stage " + std::to_string(stage) +
-                                   " broadcasts G" + std::to_string(a.block) + " from replica " + std::to_string(a.root) +
-                                   " on rank " + std::to_string(a.ranks.begin()->first));
-        a.op = in.op;
-        a.block = in.block;
-        a.root = in.peer;
-        if (!a.ranks.count(rank)) a.ranks[rank] = R.clock;
-        if (int(a.ranks.size()) < spec_.replicas) return false;  // waiting for the other replicas
-        if (in.op == Op::kSyncFeedback) {
-          // The root trained the block for this mb; nobody else did.
-          if (in.peer < 0 || in.peer >= spec_.replicas) return bad(rank, in, "broadcast from no replica");
-          const int root = in.peer * spec_.stages + stage;
-          if (!a.rootChecked && !ranks_[root].trained.count(in.block))
-            return bad(rank, in, "the root (rank " + std::to_string(root) + ") never trained G" + std::to_string(in.block));
-          a.rootChecked = true;  // checked once, when the last member arrives
-          if (rank != root && R.trained.count(in.block))
-            return bad(rank, in, "trains G" + std::to_string(in.block) + ", which replica " + std::to_string(in.peer) + " owns");
-          R.synced.insert(in.block);
-        }
-        double t = 0;
-        for (auto& [r, tr] : a.ranks) t = std::max(t, tr);
-        R.clock = std::max(R.clock, t);
-        ++R.reduces;
+        done = opSyncFeedback(a);
         break;
-      }
-      case Op::kOptimizerStep: {
-        const double start = R.clock;
-        R.clock += costs_.update;
-        if (costs_.update > 0) record(rank, in, start, R.clock);
-        ++R.version;
-        // A version nobody stashed is dead once the weights move on.
-        for (auto it = R.stash.begin(); it != R.stash.end();) {
-          bool used = false;
-          for (size_t j = R.pc + 1; j < R.code.size() && !used; ++j)
-            used = R.code[j].second.version == *it;
-          it = used ? std::next(it) : R.stash.erase(it);
-        }
+      case Op::kElasticSync:
+        done = opElasticSync(a);
         break;
-      }
+      case Op::kOptimizerStep:
+        done = opOptimizerStep(a);
+        break;
       case Op::kPredictWeights:
-        if (in.version <= 0) return bad(rank, in, "prediction distance must be positive");
-        R.predicted = true;
+        done = opPredictWeights(a);
         break;
       case Op::kStashWeights:
-        if (in.version != R.version)
-          return bad(rank, in, "stashes version " + std::to_string(in.version) + " while the weights are at " +
-                                   std::to_string(R.version));
-        R.stash.insert(in.version);
+        done = opStashWeights(a);
         break;
       default:
         return bad(rank, in, "instruction not simulated by this validator");
     }
-    ++R.pc;
+    if (done) ++R.pc;
+    return done;
+  }
+
+  bool opLoad(At& at) {
+    [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
+    SlotSim* s = slotOf(at);
+    if (!s) return false;
+    if (!first && !last && !R.localLoss)
+      return bad(rank, in, "only the first and last stages load data (others: labels for a LocalLoss)");
+    if (s->mb >= 0 && s->mb != in.mb) return bad(rank, in, "slot still holds mb " + std::to_string(s->mb));
+    s->mb = in.mb;
+    if (first) {
+      s->input = true;
+      s->inputReady = R.clock;
+    }
+    if (last || R.localLoss) s->labels = true;
     return true;
   }
+
+  bool opRecvAct(At& at) {
+    [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
+    SlotSim* s = slotOf(at);
+    int src = peerOf(at);
+    if (!s || src < 0) return false;
+    if (first) return bad(rank, in, "stage 0 has no upstream activation");
+    if (s->mb >= 0) return bad(rank, in, "slot still holds mb " + std::to_string(s->mb));
+    s->mb = in.mb;
+    s->inputPending = true;
+    Key k{src, rank, in.tag};
+    recvs_[k].push_back({rank, in.slot, in.mb, RecvKind::kAct, -1, R.clock});
+    match(k);
+    return true;
+  }
+
+  bool opForward(At& at) {
+    [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
+    SlotSim* s = slotOf(at);
+    if (!s) return false;
+    if (s->mb != in.mb) return bad(rank, in, "slot holds mb " + std::to_string(s->mb));
+    if (s->live) return bad(rank, in, "slot already holds a forward context");
+    if (s->inputPending) return false;  // blocked on the receive
+    if (!s->input) return bad(rank, in, "input neither loaded nor received");
+    if (last && !s->labels) return bad(rank, in, "last stage computes the loss without labels");
+    if (!checkVersion(rank, in)) return false;
+    if (in.version == kVersionPredicted && !R.predicted) return bad(rank, in, "predicted weights never built");
+    const double start = std::max(R.clock, s->inputReady);
+    R.clock = start + costs_.forward;
+    record(rank, in, start, R.clock);
+    s->outputReady = R.clock;
+    if (last) s->lossDy[stage] = R.clock;  // the true loss and its gradient
+    if (eval && last) *s = SlotSim{};
+    else s->live = true;
+    return true;
+  }
+
+  bool opSendAct(At& at) {
+    [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
+    SlotSim* s = slotOf(at);
+    int dst = peerOf(at);
+    if (!s || dst < 0) return false;
+    if (!s->live || s->mb != in.mb) return bad(rank, in, "no forward output of this mb in the slot");
+    if (in.peer != stage + 1) return bad(rank, in, "activations go to the next stage");
+    Key k{rank, dst, in.tag};
+    if (!boundedSendMayGo(R, k)) return false;
+    sends_[k].push_back({in.mb, spec_.boundedSends ? std::max(R.clock, s->outputReady) : s->outputReady});
+    match(k);
+    if (eval) *s = SlotSim{};
+    return true;
+  }
+
+  bool opRecvGrad(At& at) {
+    [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
+    SlotSim* s = slotOf(at);
+    int src = peerOf(at);
+    if (!s || src < 0) return false;
+    if (!s->live || s->mb != in.mb) return bad(rank, in, "gradient for a mb whose forward context is not here");
+    if (in.peer != stage + 1) return bad(rank, in, "gradients come from the next stage");
+    if (in.loss >= 0) {
+      if (in.loss <= stage || in.tag != kTagLossGrad + (in.loss - stage - 1))
+        return bad(rank, in, "the gradient of loss " + std::to_string(in.loss) + " comes on tag " +
+                                 std::to_string(kTagLossGrad + (in.loss - stage - 1)));
+      if (s->lossDy.count(in.loss) || s->lossPending.count(in.loss)) return bad(rank, in, "received twice");
+      s->lossMode = true;
+      s->lossPending.insert(in.loss);
+      Key k{src, rank, in.tag};
+      recvs_[k].push_back({rank, in.slot, in.mb, RecvKind::kLoss, in.loss, R.clock});
+      match(k);
+      return true;
+    }
+    const bool recon = in.tag == kTagRecon;
+    (recon ? s->reconPending : s->gradPending) = true;
+    Key k{src, rank, in.tag};
+    recvs_[k].push_back({rank, in.slot, in.mb, recon ? RecvKind::kRecon : RecvKind::kGrad, -1, R.clock});
+    match(k);
+    return true;
+  }
+
+  bool opInputGrad(At& at) {
+    [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
+
+    return true;
+  }
+
+  bool opBackward(At& at) {
+    [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
+    SlotSim* s = slotOf(at);
+    if (!s) return false;
+    if (eval) return bad(rank, in, "backward in an evaluation program");
+    if (in.loss >= 0 || in.op == Op::kInputGrad) return lossBackward(rank, in, *s);
+    if (!s->live || s->mb != in.mb) return bad(rank, in, "no forward context of this mb in the slot");
+    if (s->gradPending || s->reconPending) return false;  // blocked on the receive
+    if (!last && !s->gradIn) return bad(rank, in, "output gradient never received");
+    if (!checkVersion(rank, in)) return false;
+    if (in.version == kVersionPredicted && !R.predicted) return bad(rank, in, "predicted weights never built");
+    const double start = std::max(R.clock, last ? 0.0 : s->gradReady);
+    R.clock = start + costs_.backward;
+    record(rank, in, start, R.clock);
+    if (first) {
+      *s = SlotSim{};
+    } else {
+      s->live = false;
+      s->gradOut = true;
+      s->gradOutReady = R.clock;
+    }
+    return true;
+  }
+
+  bool opSendGrad(At& at) {
+    [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
+    SlotSim* s = slotOf(at);
+    int dst = peerOf(at);
+    if (!s || dst < 0) return false;
+    if (in.loss >= 0) {
+      if (s->mb != in.mb || !s->lossDx.count(in.loss))
+        return bad(rank, in, "no input gradient of loss " + std::to_string(in.loss) + " for this mb");
+      if (in.peer != stage - 1 || in.tag != kTagLossGrad + (in.loss - stage))
+        return bad(rank, in, "the gradient of loss " + std::to_string(in.loss) + " goes to stage " +
+                                 std::to_string(stage - 1) + " on tag " + std::to_string(kTagLossGrad + (in.loss - stage)));
+      Key k{rank, dst, in.tag};
+      if (!boundedSendMayGo(R, k)) return false;
+      sends_[k].push_back({in.mb, std::max(R.clock, s->lossDx.at(in.loss))});
+      s->lossDx.erase(in.loss);
+      match(k);
+      releaseIfDone(*s);
+      return true;
+    }
+    if (!s->gradOut || s->mb != in.mb) return bad(rank, in, "no input gradient of this mb in the slot");
+    if (in.peer != stage - 1) return bad(rank, in, "gradients go to the previous stage");
+    Key k{rank, dst, in.tag};
+    if (!boundedSendMayGo(R, k)) return false;
+    sends_[k].push_back({in.mb, spec_.boundedSends ? std::max(R.clock, s->gradOutReady) : s->gradOutReady});
+    match(k);
+    if (in.tag != kTagRecon) *s = SlotSim{};  // the input copy goes ahead of the gradient
+    return true;
+  }
+
+  bool opLocalLoss(At& at) {
+    [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
+    SlotSim* s = slotOf(at);
+    if (!s) return false;
+    if (eval) return bad(rank, in, "local loss in an evaluation program");
+    if (!s->live || s->mb != in.mb) return bad(rank, in, "no forward output of this mb in the slot");
+    if (last) return bad(rank, in, "the last stage trains on the true loss, it has no auxiliary head");
+    if (!s->labels) return bad(rank, in, "local loss without labels (Load first)");
+    if (s->lossDy.count(stage)) return bad(rank, in, "local loss computed twice");
+    const double start = R.clock;
+    R.clock += costs_.aux;
+    if (costs_.aux > 0) record(rank, in, start, R.clock);
+    s->lossMode = true;
+    s->lossDy[stage] = R.clock;
+    return true;
+  }
+
+  bool opTrainFeedback(At& at) {
+    [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
+    SlotSim* s = slotOf(at);
+    if (!s) return false;
+    if (!s->live || s->mb != in.mb) return bad(rank, in, "feedback training needs this mb's forward pass");
+    if (in.block < 1) return bad(rank, in, "no feedback block (G_1 .. G_L)");
+    if (R.synced.count(in.block)) return bad(rank, in, "trains a block after its broadcast began");
+    if (!R.trained.insert(in.block).second) return bad(rank, in, "trains the block twice for one mb");
+    const double start = R.clock;
+    R.clock += costs_.feedback;
+    record(rank, in, start, R.clock);
+    return true;
+  }
+
+  bool opComputeTargets(At& at) {
+    [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
+    SlotSim* s = slotOf(at);
+    if (!s) return false;
+    if (!s->live || s->mb != in.mb) return bad(rank, in, "targets need this mb's forward pass");
+    if (spec_.replicas > 1)
+      for (int b : R.trained)
+        if (!R.synced.count(b)) return bad(rank, in, "G" + std::to_string(b) + " was trained here but never broadcast");
+    R.trained.clear();
+    R.synced.clear();
+    return true;
+  }
+
+  bool opReduceGrads(At& at) {
+    [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
+
+    return true;
+  }
+
+  bool opSyncFeedback(At& at) {
+    [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
+
+    return true;
+  }
+
+  bool opElasticSync(At& at) {
+    [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
+    // Both are collectives on the stage's replica communicator: every replica must issue
+    // the same sequence of them (MPI matches collectives by order, not by kind).
+    if (in.op == Op::kElasticSync)
+      for (const SlotSim& s : R.slots)
+        if (s.live) return bad(rank, in, "weights change while mb " + std::to_string(s.mb) + " is in flight");
+    auto& arrivals = reduceArrivals_[stage];
+    if (int(arrivals.size()) <= R.reduces) arrivals.resize(R.reduces + 1);
+    auto& a = arrivals[R.reduces];
+    if (!a.ranks.empty() && a.op != in.op)
+      return bad(rank, in, "collective #" + std::to_string(R.reduces) + " of stage " + std::to_string(stage) +
+                               " is " + opName(a.op) + " on rank " + std::to_string(a.ranks.begin()->first));
+    if (!a.ranks.empty() && (a.block != in.block || a.root != in.peer))
+      return bad(rank, in, "collective #" + std::to_string(R.reduces) + " of stage " + std::to_string(stage) +
+                               " broadcasts G" + std::to_string(a.block) + " from replica " + std::to_string(a.root) +
+                               " on rank " + std::to_string(a.ranks.begin()->first));
+    a.op = in.op;
+    a.block = in.block;
+    a.root = in.peer;
+    if (!a.ranks.count(rank)) a.ranks[rank] = R.clock;
+    if (int(a.ranks.size()) < spec_.replicas) return false;  // waiting for the other replicas
+    if (in.op == Op::kSyncFeedback) {
+      // The root trained the block for this mb; nobody else did.
+      if (in.peer < 0 || in.peer >= spec_.replicas) return bad(rank, in, "broadcast from no replica");
+      const int root = in.peer * spec_.stages + stage;
+      if (!a.rootChecked && !ranks_[root].trained.count(in.block))
+        return bad(rank, in, "the root (rank " + std::to_string(root) + ") never trained G" + std::to_string(in.block));
+      a.rootChecked = true;  // checked once, when the last member arrives
+      if (rank != root && R.trained.count(in.block))
+        return bad(rank, in, "trains G" + std::to_string(in.block) + ", which replica " + std::to_string(in.peer) + " owns");
+      R.synced.insert(in.block);
+    }
+    double t = 0;
+    for (auto& [r, tr] : a.ranks) t = std::max(t, tr);
+    R.clock = std::max(R.clock, t);
+    ++R.reduces;
+    return true;
+  }
+
+  bool opOptimizerStep(At& at) {
+    [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
+    const double start = R.clock;
+    R.clock += costs_.update;
+    if (costs_.update > 0) record(rank, in, start, R.clock);
+    ++R.version;
+    // A version nobody stashed is dead once the weights move on.
+    for (auto it = R.stash.begin(); it != R.stash.end();) {
+      bool used = false;
+      for (size_t j = R.pc + 1; j < R.code.size() && !used; ++j)
+        used = R.code[j].second.version == *it;
+      it = used ? std::next(it) : R.stash.erase(it);
+    }
+    return true;
+  }
+
+  bool opPredictWeights(At& at) {
+    [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
+    if (in.version <= 0) return bad(rank, in, "prediction distance must be positive");
+    R.predicted = true;
+    return true;
+  }
+
+  bool opStashWeights(At& at) {
+    [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
+    if (in.version != R.version)
+      return bad(rank, in, "stashes version " + std::to_string(in.version) + " while the weights are at " +
+                               std::to_string(R.version));
+    R.stash.insert(in.version);
+    return true;
+  }
+
 
   // Bounded sends: a send waits until the previous one on its channel has met its receive; the
   // rank's clock then moves to that meeting time.
@@ -491,7 +597,6 @@ class Sim {
     if (in.op == Op::kInputGrad && !sentLater) return bad(rank, in, "input-only backward whose result is never sent");
     if (sentLater) s.lossDx[j] = R.clock;
     if (!later) s.live = false;
-    ++R.pc;
     releaseIfDone(s);
     return true;
   }

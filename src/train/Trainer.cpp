@@ -16,12 +16,9 @@
 #include "core/Log.h"
 #include "nn/Partition.h"
 #include "train/EpochLoop.h"
+#include "train/Feeds.h"
 
 namespace sw {
-namespace {
-// Rows [p*n/M, (p+1)*n/M) of an n-row batch form micro-batch p of M.
-int64_t partBegin(int64_t n, int p, int m) { return int64_t(p) * n / m; }
-}  // namespace
 
 Trainer::Trainer(TrainConfig cfg, std::string outDir, std::string resumeDir, Communicator* world)
     : cfg_(std::move(cfg)), outDir_(std::move(outDir)), resumeDir_(std::move(resumeDir)), world_(world) {
@@ -153,60 +150,26 @@ const Program& Trainer::program(int microbatches, Phase phase) {
 
 RoundStats Trainer::runRound(int epoch, int64_t firstBatch, int batches) {
   const int M = cfg_.pipe.microbatches;
-  const int64_t nb = loader_->batchesPerEpoch(), shard = loader_->shardSize(), rb = loaderPlan_.batch;
-  std::map<int, Batch> fetched;
-  int nextBatch = 0;
+  TrainFeed feed(*loader_, M, loaderPlan_.batch, firstBatch);
   RoundInputs ri;
-  ri.phase = Phase::kTrain;
   ri.step = progress_.step;
-  ri.fetch = [&](int mb, Batch& out) {
-    const int b = mb / M, p = mb % M;
-    while (nextBatch <= b) {
-      Batch nbatch;
-      if (!loader_->next(nbatch)) throw Error("data loader ended early inside a round");
-      fetched[nextBatch++] = std::move(nbatch);
-    }
-    const Batch& full = fetched.at(b);
-    const int64_t n = full.size();
-    const int64_t r0 = partBegin(n, p, M), r1 = partBegin(n, p + 1, M);
-    out.x = M == 1 ? full.x : full.x.slice(r0, r1);
-    out.labels = M == 1 ? full.labels : full.labels.slice(r0, r1);
-    if (p == M - 1) fetched.erase(b);
-  };
-  ri.rows = [&](int mb) {
-    const int64_t n = std::min(rb, shard - (firstBatch + mb / M) * rb);
-    return partBegin(n, mb % M + 1, M) - partBegin(n, mb % M, M);
-  };
-  algo_->rates(RoundPos{.epoch = epoch, .firstBatch = firstBatch, .batches = batches, .batchesPerEpoch = nb,
-                        .lr = lr_.get()},
+  feed.into(ri);
+  algo_->rates({.epoch = epoch, .firstBatch = firstBatch, .batches = batches,
+                .batchesPerEpoch = loader_->batchesPerEpoch(), .lr = lr_.get()},
                ri);
   return exec_->run(program(batches * M, Phase::kTrain), ri);
 }
 
 EvalResult Trainer::evaluate(const Dataset& d) {
-  const int64_t eb = cfg_.train.evalBatchSize;
   // Replicas evaluate their shards; replicas that mirror each other (DTP) take the batches of
   // the whole set round robin, so every sample counts once whatever the rank count.
   const bool mirrored = algo_->mirrorsReplicas();
-  const int64_t P = mirrored ? spec_.replicas : 1, me = mirrored ? coord_.replica : 0;
-  BatchLoader ev(d, eb, cfg_.train.seed, mirrored ? Shard{0, 1} : Shard{coord_.replica, spec_.replicas},
-                 cfg_.augment, Shuffle::kNo, DropLast::kNo, Augment::kNo);
-  ev.seek(0, 0);
-  const int64_t shard = ev.shardSize(), total = ev.batchesPerEpoch();
-  const int64_t mine = total > me ? (total - me + P - 1) / P : 0;
-  int64_t next = 0;  // index of the batch the loader returns next
+  EvalFeed feed(d, cfg_.train.evalBatchSize, mirrored ? Shard{0, 1} : Shard{coord_.replica, spec_.replicas},
+                mirrored ? spec_.replicas : 1, mirrored ? coord_.replica : 0, cfg_.augment, cfg_.train.seed);
   RoundInputs ri;
-  ri.phase = Phase::kEval;
-  ri.fetch = [&](int mb, Batch& out) {
-    for (const int64_t want = int64_t(mb) * P + me;;) {
-      if (!ev.next(out)) throw Error("evaluation loader ended early");
-      if (next++ == want) return;
-    }
-  };
-  ri.rows = [&](int mb) { return std::min(eb, shard - (int64_t(mb) * P + me) * eb); };
-  ri.lr = [](int) { return 0.f; };
+  feed.into(ri);
   RoundStats st;
-  if (mine > 0) st = exec_->run(program(int(mine), Phase::kEval), ri);
+  if (feed.batches() > 0) st = exec_->run(program(int(feed.batches()), Phase::kEval), ri);
   std::vector<double> v{st.lossSum, double(st.correct), double(st.seen)};
   world_->allReduceValues(v, ReduceOp::kSum);
   return EvalResult{.loss = v[2] > 0 ? v[0] / v[2] : 0, .acc = v[2] > 0 ? v[1] / v[2] : 0, .samples = int64_t(v[2])};
