@@ -233,8 +233,6 @@ class Sim {
         done = opRecvGrad(a);
         break;
       case Op::kInputGrad:
-        done = opInputGrad(a);
-        break;
       case Op::kBackward:
         done = opBackward(a);
         break;
@@ -251,13 +249,9 @@ class Sim {
         done = opComputeTargets(a);
         break;
       case Op::kReduceGrads:
-        done = opReduceGrads(a);
-        break;
       case Op::kSyncFeedback:
-        done = opSyncFeedback(a);
-        break;
       case Op::kElasticSync:
-        done = opElasticSync(a);
+        done = opCollective(a);
         break;
       case Op::kOptimizerStep:
         done = opOptimizerStep(a);
@@ -369,12 +363,6 @@ class Sim {
     return true;
   }
 
-  bool opInputGrad(At& at) {
-    [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
-
-    return true;
-  }
-
   bool opBackward(At& at) {
     [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
     SlotSim* s = slotOf(at);
@@ -472,19 +460,8 @@ class Sim {
     return true;
   }
 
-  bool opReduceGrads(At& at) {
-    [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
-
-    return true;
-  }
-
-  bool opSyncFeedback(At& at) {
-    [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
-
-    return true;
-  }
-
-  bool opElasticSync(At& at) {
+  // ReduceGrads, SyncFeedback and ElasticSync: collectives over the stage's replicas.
+  bool opCollective(At& at) {
     [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
     // Both are collectives on the stage's replica communicator: every replica must issue
     // the same sequence of them (MPI matches collectives by order, not by kind).

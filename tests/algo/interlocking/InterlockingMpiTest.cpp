@@ -17,7 +17,7 @@
 #include <filesystem>
 
 #include "comm/Mpi.h"
-#include "MpiTestUtil.h"
+#include "mpi/MpiTestUtil.h"
 #include "config/TrainConfig.h"
 #include "algo/interlocking/InterlockingAlgorithm.h"
 #include "train/Trainer.h"

@@ -18,7 +18,7 @@
 #include <numeric>
 #include <vector>
 
-#include "../TestData.h"
+#include "TestData.h"
 #include "backend/Backend.h"
 #include "backend/cuda/CudaBackend.h"
 #include "backend/cuda/DeviceAllocator.h"

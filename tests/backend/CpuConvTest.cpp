@@ -48,7 +48,9 @@ TEST_P(CpuConv2Algos, AgreeOnForwardBackwardAndAccumulation) {
   const std::string what = "conv " + g.key();
 #ifdef SW_HAVE_DNNL
   // Block-aligned channel counts are what oneDNN's direct kernels exist for on every x86 ISA.
-  if (g.c % 16 == 0 && g.k % 16 == 0) EXPECT_TRUE(fast.convUsesOneDnn(g)) << what;
+  if (g.c % 16 == 0 && g.k % 16 == 0) {
+    EXPECT_TRUE(fast.convUsesOneDnn(g)) << what;
+  }
 #endif
   EXPECT_FALSE(ref.convUsesOneDnn(g)) << what;
 

@@ -14,7 +14,7 @@
 #include <filesystem>
 
 #include "comm/Mpi.h"
-#include "MpiTestUtil.h"
+#include "mpi/MpiTestUtil.h"
 #include "config/TrainConfig.h"
 #include "coord/Coordinator.h"
 #include "data/Dataset.h"

@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "train"))
 from jobcheck import JobCheck  # noqa: E402
 
 BIN, REPO = sys.argv[1], sys.argv[2]

@@ -16,7 +16,7 @@
 #include <filesystem>
 
 #include "comm/Mpi.h"
-#include "MpiTestUtil.h"
+#include "mpi/MpiTestUtil.h"
 #include "config/TrainConfig.h"
 #include "core/Error.h"
 #include "data/Dataset.h"

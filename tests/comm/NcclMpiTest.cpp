@@ -11,7 +11,7 @@
 #include "backend/Backend.h"
 #include "comm/Nccl.h"
 #include "core/Error.h"
-#include "MpiTestUtil.h"
+#include "mpi/MpiTestUtil.h"
 
 namespace sw {
 namespace {

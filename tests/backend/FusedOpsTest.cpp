@@ -12,7 +12,7 @@
 #include <numeric>
 #include <vector>
 
-#include "../TestData.h"
+#include "TestData.h"
 #include "backend/Backend.h"
 #include "core/Error.h"
 

@@ -12,7 +12,7 @@
 #include <cmath>
 #include <functional>
 
-#include "MpiTestUtil.h"
+#include "mpi/MpiTestUtil.h"
 #include "config/TrainConfig.h"
 #include "algo/dtp/DtpAlgorithm.h"
 #include "train/Trainer.h"
