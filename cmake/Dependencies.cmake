@@ -4,6 +4,15 @@ find_package(MPI REQUIRED COMPONENTS C)
 find_package(HDF5 REQUIRED COMPONENTS C)
 find_package(Boost 1.74 REQUIRED COMPONENTS program_options)
 find_package(ZLIB REQUIRED)
+# Checkpoint manifests (JSON) and checksums (XXH3): Debian's nlohmann-json3-dev and libxxhash-dev.
+find_package(nlohmann_json 3 REQUIRED)
+find_path(XXHASH_INCLUDE_DIR xxhash.h)
+find_library(XXHASH_LIBRARY xxhash)
+if(NOT XXHASH_INCLUDE_DIR OR NOT XXHASH_LIBRARY)
+  message(FATAL_ERROR "xxHash not found: install libxxhash-dev (tools/setup_debian.sh does), or set XXHASH_INCLUDE_DIR and XXHASH_LIBRARY")
+endif()
+add_library(sw_xxhash UNKNOWN IMPORTED)
+set_target_properties(sw_xxhash PROPERTIES IMPORTED_LOCATION ${XXHASH_LIBRARY} INTERFACE_INCLUDE_DIRECTORIES ${XXHASH_INCLUDE_DIR})
 
 # BLAS: prefer the OpenMP build of OpenBLAS, so BLAS threads and our OpenMP loops share one pool.
 set(SW_OPENBLAS_OMP /usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so)

@@ -8,7 +8,7 @@ PKGS=(build-essential cmake ninja-build pkg-config
       libboost-program-options-dev
       libdnnl-dev libopenblas-dev libopenblas-openmp-dev
       libgtest-dev googletest
-      zlib1g-dev
+      zlib1g-dev libxxhash-dev nlohmann-json3-dev
       dataset-fashion-mnist
       slurmctld slurmd slurm-client munge
       python3-torch python3-h5py python3-numpy python3-matplotlib)

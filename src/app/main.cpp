@@ -16,6 +16,7 @@
 #include "core/Error.h"
 #include "core/Log.h"
 #include "algo/Registry.h"
+#include "app/CheckpointCommand.h"
 #include "app/ScheduleCommand.h"
 #include "train/Trainer.h"
 
@@ -29,6 +30,8 @@ const char* kUsage =
     "       stagewise train --help      (lists every config key with its default)\n"
     "       stagewise schedule --algo A --stages S --microbatches M [--replicas R] [--vertical-sync]\n"
     "                                   (per-rank timeline, idle fraction, validation)\n"
+    "       stagewise checkpoint verify|inspect DIR\n"
+    "                                   (check checkpoints against their manifests; what one holds)\n"
     "Run on N ranks with mpirun -n N, srun, or launch/local.sh N CONFIG.\n";
 
 struct TrainArgs {
@@ -171,6 +174,17 @@ int main(int argc, char** argv) {
     } catch (const sw::InputError& e) {
       std::cerr << "stagewise schedule: error: " << e.what() << "\n";
       return 2;
+    }
+  }
+  if (cmd == "checkpoint") {
+    try {
+      return sw::checkpointCommand(args, std::cout);
+    } catch (const sw::InputError& e) {
+      std::cerr << "stagewise checkpoint: error: " << e.what() << "\n";
+      return 2;
+    } catch (const std::exception& e) {
+      std::cerr << "stagewise checkpoint: failure: " << e.what() << "\n";
+      return 3;
     }
   }
   std::cerr << "stagewise: unknown command '" << cmd << "'\n" << kUsage;

@@ -7,6 +7,15 @@
 
 namespace sw {
 
+std::vector<std::string> allGatherStrings(Communicator& c, const std::string& mine) {
+  std::vector<std::string> all(size_t(c.size()));
+  for (int r = 0; r < c.size(); ++r) {
+    all[size_t(r)] = r == c.rank() ? mine : std::string();
+    c.broadcastString(all[size_t(r)], r);
+  }
+  return all;
+}
+
 void waitAll(std::vector<WorkPtr>& works) {
   for (auto& w : works)
     if (w) w->wait();

@@ -83,6 +83,9 @@ class WrappingCommunicator : public Communicator {
   CommPtr host_;
 };
 
+// Every rank's `mine`, in rank order, on every rank (control plane: one string broadcast per rank).
+std::vector<std::string> allGatherStrings(Communicator& c, const std::string& mine);
+
 // Waits for every work in `works` and clears it.
 void waitAll(std::vector<WorkPtr>& works);
 

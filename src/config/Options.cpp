@@ -221,8 +221,10 @@ std::vector<Key> makeKeys() {
        [](TrainConfig& c, const std::string& v) { c.checkpoint.everyEpochs = int(toInt("checkpoint.every_epochs", v, 0, 100000)); }},
       {"checkpoint.every_steps", "0", "checkpoint every N optimizer steps (0 = off)",
        [](TrainConfig& c, const std::string& v) { c.checkpoint.everySteps = toInt("checkpoint.every_steps", v, 0, INT64_MAX); }},
-      {"checkpoint.keep", "2", "committed checkpoints to keep",
+      {"checkpoint.keep", "2", "committed checkpoints to keep (the newest; a damaged one is renamed damaged_step_N, never deleted)",
        [](TrainConfig& c, const std::string& v) { c.checkpoint.keep = int(toInt("checkpoint.keep", v, 1, 1000)); }},
+      {"checkpoint.fallback", "true", "--resume: when the latest checkpoint fails verification, fall back to the newest that verifies (false: exit 2)",
+       [](TrainConfig& c, const std::string& v) { c.checkpoint.fallback = toBool("checkpoint.fallback", v); }},
   });
   return k;
 }

@@ -70,6 +70,7 @@ struct CheckpointSection {
   int everyEpochs = 1;         // 0 = only at the end and on signals
   int64_t everySteps = 0;      // 0 = off
   int keep = 2;                // committed checkpoints kept
+  bool fallback = true;        // resume: a damaged latest checkpoint falls back to the newest that verifies
 };
 
 struct TrainConfig {

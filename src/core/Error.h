@@ -23,6 +23,12 @@ class DataError : public InputError {
  public:
   using InputError::InputError;
 };
+// A file that is not what it claims to be: a checksum, size or structure that does not match
+// (a damaged or truncated checkpoint). Bad input, exit status 2; resume may fall back.
+class DamagedError : public InputError {
+ public:
+  using InputError::InputError;
+};
 // Failures while running: I/O, numerics, communication, device. Exit status 3.
 class IoError : public Error {
  public:

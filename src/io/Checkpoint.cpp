@@ -8,7 +8,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "core/Error.h"
 #include "io/H5.h"
@@ -17,12 +20,22 @@ namespace fs = std::filesystem;
 
 namespace sw {
 namespace {
-constexpr int64_t kFormatVersion = 1;
+constexpr int64_t kFormatVersion = 2;
 
 std::string pad(int64_t v, int w) {
   std::string s = std::to_string(v);
   return std::string(std::max<int>(0, w - int(s.size())), '0') + s;
 }
+
+std::string hex(uint64_t v) {
+  char b[17];
+  std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+uint64_t unhex(const std::string& s) { return std::stoull(s, nullptr, 16); }
+
+bool isStepName(const std::string& n) { return n.rfind("step_", 0) == 0; }
 
 void writeHost(h5::File& f, const std::string& obj, Backend& be, const Tensor& t) {
   f.writeTensor(obj, be.toHost(t));
@@ -105,7 +118,7 @@ void CheckpointStore::writeShard(int64_t step, const ShardMeta& meta, Model& mod
   const std::string path = dir + "/rank_" + pad(meta.rank, 5) + ".h5";
   const std::string tmp = path + ".tmp";
   Backend& be = model.backend();
-  {
+  try {
     h5::File f(tmp, h5::Access::kCreate);
     f.setAttr("/", "format_version", kFormatVersion);
     writeShardHeader(f, meta, p);
@@ -131,23 +144,155 @@ void CheckpointStore::writeShard(int64_t step, const ShardMeta& meta, Model& mod
       f.writeInt64(base + "/steps", {s.steps});
     }
     f.flush();
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(tmp, ec);  // a failed write leaves no partial file
+    throw;
   }
   fsyncPath(tmp);
   fs::rename(tmp, path);
   fsyncPath(dir);
 }
 
-void CheckpointStore::commit(int64_t step, int world, int keep) {
+std::string shardFilesJson(const std::vector<ShardFile>& files) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const ShardFile& f : files)
+    a.push_back({{"name", f.name}, {"rank", f.rank}, {"bytes", f.bytes}, {"xxh3", hex(f.xxh3)}});
+  return a.dump();
+}
+
+std::vector<ShardFile> parseShardFilesJson(const std::string& text) {
+  std::vector<ShardFile> out;
+  for (const auto& e : nlohmann::json::parse(text))
+    out.push_back({.name = e.at("name").get<std::string>(), .rank = e.at("rank").get<int>(),
+                   .bytes = e.at("bytes").get<int64_t>(), .xxh3 = unhex(e.at("xxh3").get<std::string>())});
+  return out;
+}
+
+Manifest readManifest(const std::string& dir) {
+  const std::string path = dir + "/COMMITTED";
+  std::ifstream in(path);
+  if (!in) throw DamagedError(path + ": no commit marker (the checkpoint was never committed)");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  Manifest m;
+  if (text.rfind("step ", 0) == 0) {  // format 1: "step N\nworld W\n", no checksums
+    std::istringstream is(text);
+    std::string k;
+    is >> k >> m.step >> k >> m.world;
+    if (!is) throw DamagedError(path + ": unreadable format-1 commit marker");
+    m.replicas = m.world;
+    return m;
+  }
+  try {
+    const nlohmann::json j = nlohmann::json::parse(text);
+    m.format = j.at("format").get<int>();
+    if (m.format != kFormatVersion)
+      throw DamagedError(path + ": checkpoint format " + std::to_string(m.format) + ", this build reads " +
+                         std::to_string(kFormatVersion) + " and 1");
+    m.step = j.at("step").get<int64_t>();
+    m.world = j.at("world").get<int>();
+    m.stages = j.at("stages").get<int>();
+    m.replicas = j.at("replicas").get<int>();
+    for (const auto& p : j.at("partition")) m.parts.push_back({p.at(0).get<size_t>(), p.at(1).get<size_t>()});
+    m.files = parseShardFilesJson(j.at("files").dump());
+  } catch (const nlohmann::json::exception& e) {
+    throw DamagedError(path + ": not a stagewise checkpoint manifest (" + e.what() + ")");
+  }
+  return m;
+}
+
+std::vector<ShardFile> CheckpointStore::rankFiles(int64_t step, int rank) const {
+  const std::string dir = stepDir(step), suffix = "rank_" + pad(rank, 5) + ".h5";
+  std::vector<ShardFile> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (n.size() < suffix.size() || n.compare(n.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+    if (n != suffix && n[n.size() - suffix.size() - 1] != '_') continue;  // rank_00001.h5 vs rank_000001.h5
+    out.push_back({.name = n, .rank = rank, .bytes = int64_t(fs::file_size(e.path())),
+                   .xxh3 = h5::fileChecksum(e.path().string())});
+  }
+  std::sort(out.begin(), out.end(), [](const ShardFile& a, const ShardFile& b) { return a.name < b.name; });
+  return out;
+}
+
+void CheckpointStore::discard(int64_t step) {
   const std::string dir = stepDir(step);
-  for (int r = 0; r < world; ++r)
+  if (fs::exists(dir + "/COMMITTED")) return;
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
+void CheckpointStore::verify(const std::string& dir, int rank) {
+  const Manifest m = readManifest(dir);
+  if (m.format == 1) {
+    const int lo = rank < 0 ? 0 : rank, hi = rank < 0 ? m.world : rank + 1;
+    for (int r = lo; r < hi; ++r)
+      if (!fs::exists(dir + "/rank_" + pad(r, 5) + ".h5"))
+        throw DamagedError(dir + "/rank_" + pad(r, 5) + ".h5: shard missing");
+    return;
+  }
+  bool any = false;
+  for (const ShardFile& f : m.files) {
+    if (rank >= 0 && f.rank != rank) continue;
+    any = true;
+    const std::string path = dir + "/" + f.name;
+    if (!fs::exists(path)) throw DamagedError(path + ": missing (the manifest lists it)");
+    const int64_t bytes = int64_t(fs::file_size(path));
+    if (bytes != f.bytes)
+      throw DamagedError(path + ": " + std::to_string(bytes) + " bytes, the manifest says " + std::to_string(f.bytes) +
+                         " (truncated or replaced)");
+    const uint64_t sum = h5::fileChecksum(path);
+    if (sum == f.xxh3) continue;
+    // Name the damaged dataset when the file still opens.
+    std::string where = "";
+    try {
+      h5::File h(path, h5::Access::kRead);
+      std::function<void(const std::string&)> walk = [&](const std::string& g) {
+        for (const std::string& n : h.list(g)) {
+          const std::string obj = (g == "/" ? "" : g) + "/" + n;
+          if (h.isGroup(obj)) walk(obj);
+          else if (h.typeClass(obj) == "float") (void)h.readTensor(obj);
+          else if (h.typeClass(obj) == "integer") (void)h.readInt64(obj);
+        }
+      };
+      walk("/");
+    } catch (const DamagedError& e) {
+      throw;
+    } catch (const std::exception& e) {
+      where = std::string(" (") + e.what() + ")";
+    }
+    throw DamagedError(path + ": xxh3 " + hex(sum) + ", the manifest says " + hex(f.xxh3) + where);
+  }
+  if (rank >= 0 && !any) throw DamagedError(dir + ": the manifest lists no file of rank " + std::to_string(rank));
+}
+
+std::string CheckpointStore::quarantine(const std::string& dir) {
+  const fs::path p(dir);
+  fs::path to = p.parent_path() / ("damaged_" + p.filename().string());
+  for (int k = 1; fs::exists(to); ++k) to = p.parent_path() / ("damaged_" + p.filename().string() + "." + std::to_string(k));
+  fs::rename(p, to);
+  return to.string();
+}
+
+void CheckpointStore::commit(const Manifest& m, int keep) {
+  const int64_t step = m.step;
+  const std::string dir = stepDir(step);
+  for (int r = 0; r < m.world; ++r)
     if (!fs::exists(dir + "/rank_" + pad(r, 5) + ".h5"))
       throw IoError(dir + ": shard of rank " + std::to_string(r) + " missing at commit");
-  writeFileAtomic(dir + "/COMMITTED", "step " + std::to_string(step) + "\nworld " + std::to_string(world) + "\n");
+  nlohmann::json j{{"format", kFormatVersion}, {"step", step}, {"world", m.world}, {"stages", m.stages},
+                   {"replicas", m.replicas}};
+  j["partition"] = nlohmann::json::array();
+  for (const BlockRange& b : m.parts) j["partition"].push_back({b.begin, b.end});
+  j["files"] = nlohmann::json::parse(shardFilesJson(m.files));
+  writeFileAtomic(dir + "/COMMITTED", j.dump(1) + "\n");
   writeFileAtomic(root_ + "/LATEST", fs::path(dir).filename().string() + "\n");
   // Prune older committed steps beyond `keep`, and uncommitted leftovers older than this one.
   std::vector<std::string> steps;
   for (const auto& e : fs::directory_iterator(root_))
-    if (e.is_directory() && e.path().filename().string().rfind("step_", 0) == 0)
+    if (e.is_directory() && isStepName(e.path().filename().string()))
       steps.push_back(e.path().filename().string());
   std::sort(steps.begin(), steps.end());
   int kept = 0;
@@ -175,12 +320,19 @@ std::optional<std::string> CheckpointStore::latest() const {
   // LATEST missing or stale: fall back to the newest committed directory.
   std::optional<std::string> best;
   if (!fs::exists(root_)) return best;
-  std::vector<std::string> steps;
-  for (const auto& e : fs::directory_iterator(root_))
-    if (e.is_directory() && fs::exists(e.path() / "COMMITTED")) steps.push_back(e.path().string());
-  std::sort(steps.begin(), steps.end());
-  if (!steps.empty()) best = steps.back();
+  const std::vector<std::string> steps = committed();
+  if (!steps.empty()) best = steps.front();
   return best;
+}
+
+std::vector<std::string> CheckpointStore::committed() const {
+  std::vector<std::string> steps;
+  if (!fs::exists(root_)) return steps;
+  for (const auto& e : fs::directory_iterator(root_))
+    if (e.is_directory() && isStepName(e.path().filename().string()) && fs::exists(e.path() / "COMMITTED"))
+      steps.push_back(e.path().string());
+  std::sort(steps.rbegin(), steps.rend());
+  return steps;
 }
 
 void CheckpointStore::readShard(const std::string& dir, int rank, Model& model, BlockRange range, Optimizer& opt,
@@ -188,11 +340,21 @@ void CheckpointStore::readShard(const std::string& dir, int rank, Model& model, 
   const std::string path = dir + "/rank_" + pad(rank, 5) + ".h5";
   if (!fs::exists(dir + "/COMMITTED"))
     throw InputError(dir + ": checkpoint is not committed (incomplete write); not resuming from it");
+  // HDF5 failures on a file that verified are damage too (exit 2, not a run failure).
+  try {
+    readShardFile(path, model, range, opt, p, dropoutRng, meta);
+  } catch (const IoError& e) {
+    throw DamagedError(e.what());
+  }
+}
+
+void CheckpointStore::readShardFile(const std::string& path, Model& model, BlockRange range, Optimizer& opt,
+                                    TrainProgress& p, Rng::State& dropoutRng, ShardMeta* meta) const {
   h5::File f(path, h5::Access::kRead);
   const int64_t ver = f.attrInt("/", "format_version");
-  if (ver != kFormatVersion)
-    throw InputError(path + ": checkpoint format version " + std::to_string(ver) + ", expected " +
-                     std::to_string(kFormatVersion));
+  if (ver != kFormatVersion && ver != 1)  // format 1: the same layout without checksums
+    throw DamagedError(path + ": checkpoint format version " + std::to_string(ver) + ", this build reads 1 and " +
+                       std::to_string(kFormatVersion));
   const ShardMeta m = readShardHeader(f, p);
   if (meta) *meta = m;
   Backend& be = model.backend();

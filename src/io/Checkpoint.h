@@ -1,7 +1,12 @@
-// Checkpoints: one HDF5 shard per rank under DIR/checkpoints/step_NNNNNNNNN/rank_RRRRR.h5, each
-// written to a temporary name, fsynced and renamed; a COMMITTED marker (written by rank 0 after
-// every shard exists) makes the step resumable, and DIR/checkpoints/LATEST names the newest
-// committed step. A half-written checkpoint therefore never has a marker and is never resumed.
+// Checkpoints: one HDF5 shard per rank under DIR/checkpoints/step_NNNNNNNNN/rank_RRRRR.h5 (plus
+// an algorithm's own NAME_rank_RRRRR.h5), each written to a temporary name, fsynced and renamed.
+// Every dataset carries its XXH3 checksum (io/H5.h). A COMMITTED manifest, written by rank 0 after
+// every shard exists, makes the step resumable and lists each file with its size and XXH3, and
+// the job's topology (stages, replicas, each stage's blocks) so a reader knows which shard holds
+// what; DIR/checkpoints/LATEST names the newest committed step. A half-written checkpoint never
+// has a manifest (and a failed write removes the step), so it is never resumed; a checkpoint
+// that fails verification is renamed damaged_step_N, never deleted.
+// Format 2 (this one); format 1 (a text marker, no checksums) is still read, unverified.
 #pragma once
 #include <optional>
 #include <string>
@@ -30,6 +35,27 @@ struct ShardMeta {
   std::string configText;
 };
 
+// One file of a committed checkpoint, as its manifest lists it.
+struct ShardFile {
+  std::string name;  // inside the step directory
+  int rank = 0;
+  int64_t bytes = 0;
+  uint64_t xxh3 = 0;
+};
+
+// What a COMMITTED manifest says.
+struct Manifest {
+  int format = 1;
+  int64_t step = 0;
+  int world = 1, stages = 1, replicas = 1;
+  std::vector<BlockRange> parts;  // each stage's blocks
+  std::vector<ShardFile> files;   // empty for format 1
+};
+// Throws DamagedError naming the marker when it is missing or unreadable.
+Manifest readManifest(const std::string& stepDir);
+std::string shardFilesJson(const std::vector<ShardFile>& files);
+std::vector<ShardFile> parseShardFilesJson(const std::string& text);
+
 namespace h5 {
 class File;
 }
@@ -46,15 +72,30 @@ class CheckpointStore {
   // Parameters, buffers and optimizer state of the blocks in `range` (this rank's stage).
   void writeShard(int64_t step, const ShardMeta& meta, Model& model, BlockRange range, Optimizer& opt,
                   const TrainProgress& progress, const Rng::State& dropoutRng);
-  // Rank 0, after all shards are on disk: marker + LATEST + pruning to `keep` checkpoints.
-  void commit(int64_t step, int world, int keep);
+  // This rank's files in the step directory (its shard and its algorithm's), with their sums.
+  std::vector<ShardFile> rankFiles(int64_t step, int rank) const;
+  // Rank 0, after all shards are on disk: the manifest + LATEST + pruning to `keep` checkpoints.
+  void commit(const Manifest& m, int keep);
+  // Rank 0, after a failed write: removes the uncommitted step directory.
+  void discard(int64_t step);
   // Step directory of the newest committed checkpoint, if any.
   std::optional<std::string> latest() const;
-  // Loads this rank's shard into model/optimizer; validates names and shapes (InputError).
+  // Every committed step directory, newest first.
+  std::vector<std::string> committed() const;
+  // Checks the files `rank` owns (every file when rank < 0) against the manifest: present, the
+  // listed size, the listed XXH3; on a mismatch, the first dataset whose checksum fails is named.
+  // Throws DamagedError naming the file and what did not match.
+  static void verify(const std::string& stepDir, int rank);
+  // Renames a damaged step directory to damaged_step_N (kept for inspection); returns the new path.
+  static std::string quarantine(const std::string& stepDir);
+  // Loads this rank's shard into model/optimizer; validates names, shapes and checksums
+  // (InputError; DamagedError for a file that is not what it claims).
   void readShard(const std::string& stepDir, int rank, Model& model, BlockRange range, Optimizer& opt,
                  TrainProgress& progress, Rng::State& dropoutRng, ShardMeta* meta = nullptr) const;
 
  private:
+  void readShardFile(const std::string& path, Model& model, BlockRange range, Optimizer& opt, TrainProgress& p,
+                     Rng::State& dropoutRng, ShardMeta* meta) const;
   std::string root_;
 };
 

@@ -1,6 +1,10 @@
 // HDF5 wrappers. HDF5's own error stack printing is silenced: we throw instead.
 #include "io/H5.h"
 
+#include <xxhash.h>
+
+#include <cstdio>
+
 #include <cstring>
 
 #include "core/Error.h"
@@ -114,6 +118,40 @@ void File::ensureParents(const std::string& obj) {
   }
 }
 
+uint64_t checksum(const void* data, size_t bytes) { return XXH3_64bits(data, bytes); }
+
+uint64_t fileChecksum(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw IoError(path + ": cannot open to checksum");
+  XXH3_state_t* st = XXH3_createState();
+  XXH3_64bits_reset(st);
+  std::vector<char> buf(1 << 20);
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) XXH3_64bits_update(st, buf.data(), n);
+  const bool bad = std::ferror(f);
+  std::fclose(f);
+  const uint64_t h = XXH3_64bits_digest(st);
+  XXH3_freeState(st);
+  if (bad) throw IoError(path + ": read error while checksumming");
+  return h;
+}
+
+// The attribute holds the 64 bits as a signed integer (HDF5 attributes here are int64).
+void File::stamp(const std::string& obj, const void* data, size_t bytes) {
+  if (checksums_) setAttr(obj, "xxh3", int64_t(checksum(data, bytes)));
+}
+
+void File::verify(const std::string& obj, const void* data, size_t bytes) const {
+  if (!checksums_ || !hasAttr(obj, "xxh3")) return;
+  const uint64_t stored = uint64_t(attrInt(obj, "xxh3")), got = checksum(data, bytes);
+  if (stored != got) {
+    char msg[96];
+    std::snprintf(msg, sizeof msg, " fails its checksum (stored xxh3 %016llx, data %016llx)",
+                  static_cast<unsigned long long>(stored), static_cast<unsigned long long>(got));
+    throw DamagedError(path_ + ": dataset '" + obj + "'" + msg);
+  }
+}
+
 void File::writeTensor(const std::string& obj, const Tensor& host) {
   SW_CHECK(host.device().isCpu(), "writeTensor needs a host tensor");
   ensureParents(obj);
@@ -124,6 +162,8 @@ void File::writeTensor(const std::string& obj, const Tensor& host) {
   if (!d.valid()) fail("cannot create dataset '" + obj + "'");
   if (host.numel() && H5Dwrite(d.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host.data()) < 0)
     fail("cannot write dataset '" + obj + "'");
+  d.reset();
+  stamp(obj, host.data(), host.bytes());
 }
 
 Tensor File::readTensor(const std::string& obj) const {
@@ -132,6 +172,7 @@ Tensor File::readTensor(const std::string& obj) const {
   Tensor t = Tensor::empty(Shape(dims));
   if (t.numel() && H5Dread(d.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data()) < 0)
     fail("cannot read dataset '" + obj + "' as float32");
+  verify(obj, t.data(), t.bytes());
   return t;
 }
 
@@ -143,6 +184,8 @@ void File::writeInt64(const std::string& obj, const std::vector<int64_t>& v) {
   if (!d.valid()) fail("cannot create dataset '" + obj + "'");
   if (!v.empty() && H5Dwrite(d.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
     fail("cannot write dataset '" + obj + "'");
+  d.reset();
+  stamp(obj, v.data(), v.size() * sizeof(int64_t));
 }
 
 std::vector<int64_t> File::readInt64(const std::string& obj) const {
@@ -153,6 +196,7 @@ std::vector<int64_t> File::readInt64(const std::string& obj) const {
   std::vector<int64_t> v(static_cast<size_t>(n));
   if (n && H5Dread(d.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
     fail("cannot read dataset '" + obj + "' as int64");
+  verify(obj, v.data(), v.size() * sizeof(int64_t));
   return v;
 }
 
@@ -190,6 +234,11 @@ Handle openObj(hid_t file, const std::string& obj) {
   return Handle(H5Oopen(file, obj.empty() ? "/" : obj.c_str(), H5P_DEFAULT), H5Oclose);
 }
 }  // namespace
+
+bool File::isGroup(const std::string& obj) const {
+  Handle o = openObj(file_.get(), obj);
+  return o.valid() && H5Iget_type(o.get()) == H5I_GROUP;
+}
 
 void File::setAttr(const std::string& obj, const std::string& name, int64_t v) {
   Handle o = openObj(file_.get(), obj);

@@ -1,5 +1,8 @@
 // RAII wrappers over the HDF5 C API: files, float32/int64/uint8 datasets by path (groups created
 // on demand), scalar attributes. Every failure throws IoError naming the file and object.
+// Every float32/int64 dataset we write carries an "xxh3" attribute (XXH3-64 of its bytes, as
+// written); reading one verifies it and throws DamagedError naming the file and the dataset.
+// Datasets written by other programs (data sets) have no such attribute and are read as they are.
 #pragma once
 #include <hdf5.h>
 
@@ -42,6 +45,7 @@ class File {
   std::vector<std::string> list(const std::string& group = "/") const;
   // Shape of a dataset.
   std::vector<int64_t> shape(const std::string& obj) const;
+  bool isGroup(const std::string& obj) const;
   // Element class of a dataset: "float", "integer" or other.
   std::string typeClass(const std::string& obj) const;
 
@@ -67,14 +71,24 @@ class File {
 
   void flush();
   hid_t id() const { return file_.get(); }
+  // Whether writes add checksums and reads verify them (default on; benchmarks turn it off).
+  void setChecksums(bool on) { checksums_ = on; }
 
  private:
   void ensureParents(const std::string& obj);
   Handle openDataset(const std::string& obj) const;
   void readRows(const std::string& obj, int64_t begin, int64_t count, hid_t memType, void* out) const;
   [[noreturn]] void fail(const std::string& what) const;
+  void stamp(const std::string& obj, const void* data, size_t bytes);
+  void verify(const std::string& obj, const void* data, size_t bytes) const;
   std::string path_;
   Handle file_;
+  bool checksums_ = true;
 };
+
+// XXH3-64 of a buffer (the checksum of datasets and whole checkpoint files).
+uint64_t checksum(const void* data, size_t bytes);
+// Of a whole file, streamed; throws IoError when it cannot be read.
+uint64_t fileChecksum(const std::string& path);
 
 }  // namespace sw::h5

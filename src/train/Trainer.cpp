@@ -85,13 +85,7 @@ void Trainer::prepare() {
                         .loss = loss_.get(), .coord = coord_, .pipe = pipe_.get(), .data = data_.get()};
   exec_ = std::make_unique<Executor>(sc, eo, algo_.get());
   // Phase 2: the checkpoint to resume from (each rank reads its own shard).
-  if (!resumeDir_.empty()) {
-    agree(*world_, [&] {
-      auto latest = CheckpointStore(resumeDir_).latest();
-      if (!latest) throw InputError(resumeDir_ + ": no committed checkpoint to resume from");
-      resumeFrom(*latest);
-    });
-  }
+  if (!resumeDir_.empty()) resume();
 }
 
 void Trainer::choosePartition() {
@@ -179,14 +173,72 @@ EvalResult Trainer::evaluateTest(int epoch) {
   return algo_->evaluateTest(epoch, *exec_, [&] { return evaluate(dataSplits_.test); });
 }
 
+// Every rank writes its files and their sums; rank 0 commits the manifest of all of them. A
+// write that fails on any rank removes the step (no partial checkpoint is ever left).
 void Trainer::checkpoint() {
   if (!ckpt_) return;
   progress_.metricsBytes = metrics_ ? metrics_->bytes() : 0;
+  const int64_t step = progress_.step;
   const ShardMeta meta{.algo = cfg_.train.algo, .model = cfg_.model.name, .rank = coord_.rank,
                        .world = world_->size(), .configText = iniText(cfg_)};
-  algo_->save(ckpt_->stepDir(progress_.step), coord_.rank);  // before the shard: the marker implies it
-  ckpt_->writeShard(progress_.step, meta, *model_, range_, *opt_, progress_, model_->dropoutRng().state());
-  commitCheckpoint(*world_, [&] { ckpt_->commit(progress_.step, world_->size(), cfg_.checkpoint.keep); });
+  std::vector<ShardFile> mine;
+  try {
+    agree(*world_, [&] {
+      algo_->save(ckpt_->stepDir(step), coord_.rank);  // before the shard: the manifest implies it
+      ckpt_->writeShard(step, meta, *model_, range_, *opt_, progress_, model_->dropoutRng().state());
+      mine = ckpt_->rankFiles(step, coord_.rank);
+    });
+  } catch (...) {
+    if (world_->rank() == 0) ckpt_->discard(step);
+    throw;
+  }
+  Manifest m{.format = 2, .step = step, .world = world_->size(), .stages = spec_.stages, .replicas = spec_.replicas,
+             .parts = parts_};
+  for (const std::string& part : allGatherStrings(*world_, shardFilesJson(mine)))
+    for (const ShardFile& f : parseShardFilesJson(part)) m.files.push_back(f);
+  commitCheckpoint(*world_, [&] { ckpt_->commit(m, cfg_.checkpoint.keep); });
+}
+
+// The newest committed checkpoint that verifies on every rank: each rank checks its own files
+// against the manifest, the ranks agree, and all take the same step. A damaged one is renamed
+// (rank 0) and the next older one tried, unless checkpoint.fallback = false.
+void Trainer::resume() {
+  std::string list;
+  agree(*world_, [&] {
+    if (world_->rank() != 0) return;
+    for (const std::string& d : CheckpointStore(resumeDir_).committed()) list += d + "\n";
+    if (list.empty()) throw InputError(resumeDir_ + ": no committed checkpoint to resume from");
+  });
+  world_->broadcastString(list, 0);
+  std::istringstream steps(list);
+  for (std::string dir; std::getline(steps, dir);) {
+    std::string why;
+    try {
+      CheckpointStore::verify(dir, coord_.rank);
+    } catch (const DamagedError& e) {
+      why = e.what();
+    }
+    std::string first;
+    for (const std::string& w : allGatherStrings(*world_, why))
+      if (first.empty()) first = w;
+    if (first.empty()) {
+      agree(*world_, [&] { resumeFrom(dir); });
+      return;
+    }
+    if (!cfg_.checkpoint.fallback)
+      agree(*world_, [&] {
+        if (!why.empty()) throw DamagedError(why + " (checkpoint.fallback = false: not trying older checkpoints)");
+      });
+    if (world_->rank() == 0) {
+      const std::string kept = CheckpointStore::quarantine(dir);
+      SW_WARN("checkpoint " << dir << " is damaged: " << first << "; kept as " << kept
+                            << ", trying the previous committed checkpoint");
+    }
+    world_->barrier();
+  }
+  agree(*world_, [&] {
+    throw DamagedError(resumeDir_ + ": no committed checkpoint verifies (the damaged ones are kept as damaged_step_*)");
+  });
 }
 
 void Trainer::fillHooks(EpochHooks& h, RoundStats& epochStats, size_t liveAtStart) {

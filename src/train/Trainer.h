@@ -64,6 +64,7 @@ class Trainer {
   void setup();  // phase 1: everything that can be wrong with the input (no collectives)
   void choosePartition();
   void checkpoint();
+  void resume();
   void resumeFrom(const std::string& stepDir);
   const Program& program(int microbatches, Phase phase);
   RoundStats runRound(int epoch, int64_t firstBatch, int batches);
