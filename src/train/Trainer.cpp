@@ -203,9 +203,10 @@ void Trainer::checkpoint() {
 // against the manifest, the ranks agree, and all take the same step. A damaged one is renamed
 // (rank 0) and the next older one tried, unless checkpoint.fallback = false.
 void Trainer::resume() {
+  // Every rank sees the run directory (shards are read where they were written); rank 0's list
+  // is the one all ranks walk.
   std::string list;
   agree(*world_, [&] {
-    if (world_->rank() != 0) return;
     for (const std::string& d : CheckpointStore(resumeDir_).committed()) list += d + "\n";
     if (list.empty()) throw InputError(resumeDir_ + ": no committed checkpoint to resume from");
   });
@@ -223,6 +224,12 @@ void Trainer::resume() {
       if (first.empty()) first = w;
     if (first.empty()) {
       agree(*world_, [&] { resumeFrom(dir); });
+      // Never a mix of steps: every rank must hold the same position.
+      std::vector<double> lo{double(progress_.step)}, hi = lo;
+      world_->allReduceValues(lo, ReduceOp::kMin);
+      world_->allReduceValues(hi, ReduceOp::kMax);
+      if (lo != hi) throw DamagedError(dir + ": the ranks' shards are of different steps");
+      if (world_->rank() == 0) SW_INFO("resumed at step " << progress_.step << " from " << dir);
       return;
     }
     if (!cfg_.checkpoint.fallback)

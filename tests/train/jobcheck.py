@@ -30,8 +30,8 @@ class JobCheck:
             time.sleep(0.2)
         time.sleep(1.0)
         p.send_signal(signal.SIGTERM)
-        p.communicate(timeout=60)
-        self.check(p.returncode == 0, f"sigterm: exit 0 (got {p.returncode})")
+        out, _ = p.communicate(timeout=60)
+        self.check(p.returncode == 0, f"sigterm: exit 0 (got {p.returncode})" + (f"\n{out[-3000:]}" if p.returncode else ""))
         self.check(os.path.exists(os.path.join(out_dir, "checkpoints", "LATEST")), "sigterm: checkpoint committed")
 
     def check(self, cond, what):

@@ -1,0 +1,167 @@
+// Checkpoints that can't silently lie: every damage to a committed checkpoint - a flipped byte in
+// any dataset of a shard, a truncated or missing shard, a shard from another run, a manifest that
+// names another size - is found before anything is used, named (file and dataset), and resume
+// falls back to the newest checkpoint that verifies (keeping the damaged one) unless told not to.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include "config/TrainConfig.h"
+#include "core/Error.h"
+#include "io/Checkpoint.h"
+#include "io/H5.h"
+#include "train/Trainer.h"
+
+namespace fs = std::filesystem;
+
+namespace sw {
+namespace {
+
+std::string freshDir(const std::string& name) {
+  const std::string d = ::testing::TempDir() + "/sw_ckpt_" + name + "_" + std::to_string(::getpid());
+  fs::remove_all(d);
+  return d;
+}
+
+TrainConfig cfgWith(std::vector<std::string> extra) {
+  std::vector<std::string> o = {"model.name=mlp", "model.hidden=16", "data.name=synthetic", "data.synthetic_train=256",
+                                "data.synthetic_test=64", "data.synthetic_shape=1,4,4", "train.batch_size=32",
+                                "train.epochs=2", "checkpoint.every_steps=4", "checkpoint.keep=3",
+                                "train.log_every_seconds=1000"};
+  o.insert(o.end(), extra.begin(), extra.end());
+  return parseConfig("", o);
+}
+
+// A finished run with committed checkpoints at steps 8, 12 and 16 (the newest three).
+std::string trainedRun(const std::string& name, std::vector<std::string> extra = {}) {
+  const std::string dir = freshDir(name);
+  Trainer t(cfgWith(extra), dir);
+  t.run();
+  return dir;
+}
+
+std::string errorOf(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const DamagedError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Every dataset of a file, with its byte offset in the file (contiguous storage).
+std::vector<std::pair<std::string, haddr_t>> datasets(const std::string& path) {
+  std::vector<std::pair<std::string, haddr_t>> out;
+  h5::File f(path, h5::Access::kRead);
+  std::function<void(const std::string&)> walk = [&](const std::string& g) {
+    for (const std::string& n : f.list(g)) {
+      const std::string obj = (g == "/" ? "" : g) + "/" + n;
+      if (f.isGroup(obj)) {
+        walk(obj);
+        continue;
+      }
+      const hid_t d = H5Dopen2(f.id(), obj.c_str(), H5P_DEFAULT);
+      const haddr_t off = H5Dget_offset(d);
+      H5Dclose(d);
+      if (off != HADDR_UNDEF) out.push_back({obj, off});
+    }
+  };
+  walk("/");
+  return out;
+}
+
+void flipByte(const std::string& path, uint64_t offset) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(std::streamoff(offset));
+  char c;
+  f.read(&c, 1);
+  c = char(c ^ 0x40);
+  f.seekp(std::streamoff(offset));
+  f.write(&c, 1);
+}
+
+TEST(Checkpoint, AFlippedByteInAnyDatasetIsNamed) {
+  const std::string run = trainedRun("flip");
+  CheckpointStore store(run);
+  const std::string step = *store.latest(), shard = step + "/rank_00000.h5";
+  CheckpointStore::verify(step, -1);  // intact
+  const auto ds = datasets(shard);
+  ASSERT_GE(ds.size(), 10u);
+  for (const auto& [obj, off] : ds) {
+    flipByte(shard, off);
+    const std::string e = errorOf([&] { CheckpointStore::verify(step, 0); });
+    EXPECT_NE(e.find(shard), std::string::npos) << obj << ": " << e;
+    EXPECT_NE(e.find("'" + obj + "'"), std::string::npos) << obj << ": " << e;
+    flipByte(shard, off);  // restore
+  }
+  CheckpointStore::verify(step, -1);
+  fs::remove_all(run);
+}
+
+TEST(Checkpoint, TruncatedMissingForeignAndMisdescribedShardsAreNamed) {
+  const std::string run = trainedRun("kinds"), other = trainedRun("other", {"train.seed=9"});
+  CheckpointStore store(run);
+  const std::vector<std::string> steps = store.committed();
+  ASSERT_EQ(steps.size(), 3u);
+  const std::string shard = steps[0] + "/rank_00000.h5";
+  // Truncated.
+  fs::copy_file(shard, shard + ".keep");
+  fs::resize_file(shard, 2000);
+  EXPECT_NE(errorOf([&] { CheckpointStore::verify(steps[0], 0); }).find("truncated"), std::string::npos);
+  // Missing.
+  fs::remove(shard);
+  EXPECT_NE(errorOf([&] { CheckpointStore::verify(steps[0], 0); }).find("missing"), std::string::npos);
+  // From another run (same name and size, other content).
+  fs::copy_file(CheckpointStore(other).stepDir(16) + "/rank_00000.h5", shard);
+  const std::string foreign = errorOf([&] { CheckpointStore::verify(steps[0], 0); });
+  EXPECT_NE(foreign.find(shard), std::string::npos) << foreign;
+  EXPECT_NE(foreign.find("the manifest says"), std::string::npos) << foreign;
+  fs::remove(shard);
+  fs::rename(shard + ".keep", shard);
+  CheckpointStore::verify(steps[0], -1);
+  // A manifest naming another size.
+  const std::string marker = steps[1] + "/COMMITTED";
+  std::ifstream in(marker);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  const Manifest m = readManifest(steps[1]);
+  const std::string size = std::to_string(m.files.at(0).bytes);
+  text.replace(text.find(size), size.size(), std::to_string(m.files.at(0).bytes + 8));
+  std::ofstream(marker) << text;
+  EXPECT_NE(errorOf([&] { CheckpointStore::verify(steps[1], 0); }).find("the manifest says"), std::string::npos);
+  // Not a manifest at all.
+  std::ofstream(steps[2] + "/COMMITTED") << "{ not json";
+  EXPECT_NE(errorOf([&] { CheckpointStore::verify(steps[2], 0); }).find("not a stagewise checkpoint manifest"),
+            std::string::npos);
+  fs::remove_all(run);
+  fs::remove_all(other);
+}
+
+TEST(Checkpoint, ResumeFallsBackToTheNewestThatVerifies) {
+  const std::string run = trainedRun("fallback");
+  CheckpointStore store(run);
+  const std::string latest = *store.latest();  // step 16
+  fs::resize_file(latest + "/rank_00000.h5", 3000);
+  {
+    Trainer t(cfgWith({"train.epochs=3", "checkpoint.fallback=false"}), run, run);
+    const std::string e = errorOf([&] { t.prepare(); });
+    EXPECT_NE(e.find("rank_00000.h5"), std::string::npos) << e;
+    EXPECT_TRUE(fs::exists(latest)) << "without fallback nothing is renamed";
+  }
+  Trainer t(cfgWith({"train.epochs=3"}), run, run);
+  t.prepare();
+  EXPECT_EQ(t.progress().step, 12) << "resumed from the previous committed checkpoint";
+  EXPECT_FALSE(fs::exists(latest));
+  EXPECT_TRUE(fs::exists(fs::path(latest).parent_path() / "damaged_step_000000016")) << "kept, renamed";
+  t.run();
+  EXPECT_EQ(t.progress().epoch, 3);
+  // Every checkpoint damaged: bad input naming the run.
+  for (const std::string& s : store.committed()) fs::resize_file(s + "/rank_00000.h5", 100);
+  Trainer none(cfgWith({"train.epochs=4"}), run, run);
+  EXPECT_NE(errorOf([&] { none.prepare(); }).find("no committed checkpoint verifies"), std::string::npos);
+  fs::remove_all(run);
+}
+
+}  // namespace
+}  // namespace sw
