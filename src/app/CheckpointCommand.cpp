@@ -15,7 +15,7 @@ namespace {
 
 const char* kUsage =
     "usage: stagewise checkpoint verify DIR    every committed checkpoint of DIR against its manifest\n"
-    "       stagewise checkpoint inspect DIR   the manifest and every dataset of the newest one\n"
+    "       stagewise checkpoint inspect DIR   the manifest and every dataset of the newest one (verified first)\n"
     "DIR: a run directory, its checkpoints/ directory, or one step_N directory.\n"
     "verify exits 0 when every checkpoint verifies, 2 naming the first damaged file otherwise.\n";
 
@@ -33,6 +33,7 @@ std::vector<std::string> stepsOf(const std::string& dir) {
 }
 
 void inspect(const std::string& step, std::ostream& out) {
+  CheckpointStore::verify(step, -1);  // nothing is shown of a checkpoint that does not verify
   const Manifest m = readManifest(step);
   out << step << ": format " << m.format << ", step " << m.step << ", " << m.world << " rank(s) = " << m.replicas
       << " replica(s) x " << m.stages << " stage(s)";
@@ -40,8 +41,8 @@ void inspect(const std::string& step, std::ostream& out) {
     out << (s ? ", " : "; ") << "stage " << s << " blocks " << m.parts[s].begin << ".." << m.parts[s].end - 1;
   out << "\n";
   for (const ShardFile& f : m.files) {
-    out << "  " << f.name << " (rank " << f.rank << ", " << f.bytes << " bytes, xxh3 " << std::hex << std::setw(16)
-        << std::setfill('0') << f.xxh3 << std::dec << std::setfill(' ') << ")\n";
+    out << "  " << f.name << " (rank " << f.rank << ", " << f.bytes << " bytes, digest " << std::hex << std::setw(16)
+        << std::setfill('0') << f.digest << std::dec << std::setfill(' ') << ")\n";
     h5::File h(step + "/" + f.name, h5::Access::kRead);
     std::function<void(const std::string&)> walk = [&](const std::string& g) {
       for (const std::string& n : h.list(g)) {

@@ -8,6 +8,7 @@
 // that fails verification is renamed damaged_step_N, never deleted.
 // Format 2 (this one); format 1 (a text marker, no checksums) is still read, unverified.
 #pragma once
+#include <map>
 #include <optional>
 #include <string>
 
@@ -40,7 +41,7 @@ struct ShardFile {
   std::string name;  // inside the step directory
   int rank = 0;
   int64_t bytes = 0;
-  uint64_t xxh3 = 0;
+  uint64_t digest = 0;  // h5::File::digest(): every attribute (each dataset's XXH3 among them) and shape
 };
 
 // What a COMMITTED manifest says.
@@ -72,8 +73,12 @@ class CheckpointStore {
   // Parameters, buffers and optimizer state of the blocks in `range` (this rank's stage).
   void writeShard(int64_t step, const ShardMeta& meta, Model& model, BlockRange range, Optimizer& opt,
                   const TrainProgress& progress, const Rng::State& dropoutRng);
-  // This rank's files in the step directory (its shard and its algorithm's), with their sums.
+  // This rank's files in the step directory (its shard and its algorithm's), with their sizes and
+  // content digests.
   std::vector<ShardFile> rankFiles(int64_t step, int rank) const;
+  // Benchmarks only (tools/bench/checkpoint_cost): shards without dataset sums or digests. Such a
+  // checkpoint does not verify.
+  void setChecksums(bool on) { checksums_ = on; }
   // Rank 0, after all shards are on disk: the manifest + LATEST + pruning to `keep` checkpoints.
   void commit(const Manifest& m, int keep);
   // Rank 0, after a failed write: removes the uncommitted step directory.
@@ -83,8 +88,8 @@ class CheckpointStore {
   // Every committed step directory, newest first.
   std::vector<std::string> committed() const;
   // Checks the files `rank` owns (every file when rank < 0) against the manifest: present, the
-  // listed size, the listed XXH3; on a mismatch, the first dataset whose checksum fails is named.
-  // Throws DamagedError naming the file and what did not match.
+  // listed size, the listed content digest, and every dataset's bytes against its XXH3. Throws
+  // DamagedError naming the file (and the dataset) and what did not match.
   static void verify(const std::string& stepDir, int rank);
   // Renames a damaged step directory to damaged_step_N (kept for inspection); returns the new path.
   static std::string quarantine(const std::string& stepDir);
@@ -94,6 +99,8 @@ class CheckpointStore {
                  TrainProgress& progress, Rng::State& dropoutRng, ShardMeta* meta = nullptr) const;
 
  private:
+  bool checksums_ = true;
+  std::map<std::string, uint64_t> written_;  // digests of the shards this store wrote, by path
   void readShardFile(const std::string& path, Model& model, BlockRange range, Optimizer& opt, TrainProgress& p,
                      Rng::State& dropoutRng, ShardMeta* meta) const;
   std::string root_;

@@ -4,6 +4,10 @@
 #include <xxhash.h>
 
 #include <cstdio>
+#include <functional>
+#include <future>
+#include <memory>
+#include <vector>
 
 #include <cstring>
 
@@ -48,6 +52,10 @@ File::File(const std::string& path, Access a) : path_(path) {
   }
   if (id < 0) throw IoError(path + ": cannot " + (a == Access::kCreate ? "create" : "open") + " HDF5 file");
   file_ = Handle(id, H5Fclose);
+  if (a == Access::kCreate) {
+    recorded_ = true;
+    note("/\x01", "g");
+  }
 }
 
 void File::fail(const std::string& what) const { throw IoError(path_ + ": " + what); }
@@ -114,31 +122,191 @@ void File::ensureParents(const std::string& obj) {
     if (H5Lexists(file_.get(), g.c_str(), H5P_DEFAULT) <= 0) {
       Handle h(H5Gcreate2(file_.get(), g.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
       if (!h.valid()) fail("cannot create group '" + g + "'");
+      note(g + "\x01", "g");
     }
   }
 }
 
 uint64_t checksum(const void* data, size_t bytes) { return XXH3_64bits(data, bytes); }
 
-uint64_t fileChecksum(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw IoError(path + ": cannot open to checksum");
-  XXH3_state_t* st = XXH3_createState();
-  XXH3_64bits_reset(st);
-  std::vector<char> buf(1 << 20);
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) XXH3_64bits_update(st, buf.data(), n);
-  const bool bad = std::ferror(f);
-  std::fclose(f);
-  const uint64_t h = XXH3_64bits_digest(st);
-  XXH3_freeState(st);
-  if (bad) throw IoError(path + ": read error while checksumming");
-  return h;
+namespace {
+void feed(XXH3_state_t* st, const void* p, size_t n) { XXH3_64bits_update(st, p, n); }
+void feed(XXH3_state_t* st, const std::string& s) {
+  const uint64_t n = s.size();
+  feed(st, &n, sizeof n);
+  feed(st, s.data(), s.size());
 }
 
-// The attribute holds the 64 bits as a signed integer (HDF5 attributes here are int64).
-void File::stamp(const std::string& obj, const void* data, size_t bytes) {
-  if (checksums_) setAttr(obj, "xxh3", int64_t(checksum(data, bytes)));
+// Every object below the group `g` (path `path`) in name order, each opened once:
+// fn(path, id, isGroup). One open per object keeps a walk of a few hundred datasets ~ms.
+void visit(hid_t g, const std::string& path, const std::function<void(const std::string&, hid_t, bool)>& fn) {
+  H5G_info_t info;
+  if (H5Gget_info(g, &info) < 0) throw IoError("cannot list group '" + path + "'");
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    const ssize_t n = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    std::string name(static_cast<size_t>(std::max<ssize_t>(n, 0)), '\0');
+    H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT);
+    const std::string obj = (path == "/" ? "" : path) + "/" + name;
+    Handle o(H5Oopen(g, name.c_str(), H5P_DEFAULT), H5Oclose);
+    if (!o.valid()) throw IoError("cannot open '" + obj + "'");
+    const bool group = H5Iget_type(o.get()) == H5I_GROUP;
+    fn(obj, o.get(), group);
+    if (group) visit(o.get(), obj, fn);
+  }
+}
+
+template <class T>
+std::string bytesOf(char tag, const T& v) {
+  std::string s(1, tag);
+  s.append(reinterpret_cast<const char*>(&v), sizeof v);
+  return s;
+}
+
+struct AttrRead {
+  const std::string* obj;
+  std::map<std::string, std::string>* content;
+  bool failed = false;
+};
+
+// One attribute's type and value as File::note records them when writing.
+herr_t readAttr(hid_t loc, const char* name, const H5A_info_t*, void* data) {
+  auto* r = static_cast<AttrRead*>(data);
+  Handle a(H5Aopen(loc, name, H5P_DEFAULT), H5Aclose);
+  Handle t(a.valid() ? H5Aget_type(a.get()) : -1, H5Tclose);
+  if (!t.valid()) return r->failed = true, -1;
+  herr_t rc = 0;
+  std::string v;
+  switch (H5Tget_class(t.get())) {
+    case H5T_INTEGER: {
+      int64_t x = 0;
+      rc = H5Aread(a.get(), H5T_NATIVE_INT64, &x);
+      v = bytesOf('i', x);
+      break;
+    }
+    case H5T_FLOAT: {
+      double x = 0;
+      rc = H5Aread(a.get(), H5T_NATIVE_DOUBLE, &x);
+      v = bytesOf('f', x);
+      break;
+    }
+    case H5T_STRING: {
+      if (H5Tis_variable_str(t.get()) > 0) {
+        char* p = nullptr;
+        rc = H5Aread(a.get(), t.get(), &p);
+        v = std::string("s") + (p ? p : "");
+        if (p) H5free_memory(p);
+      } else {
+        std::string x(H5Tget_size(t.get()), '\0');
+        rc = H5Aread(a.get(), t.get(), x.data());
+        v = "s" + x;
+      }
+      break;
+    }
+    default: v = "?";
+  }
+  if (rc < 0) return r->failed = true, -1;
+  (*r->content)[*r->obj + "\x02" + name] = std::move(v);
+  return 0;
+}
+
+std::vector<int64_t> dimsOf(hid_t dataset) {
+  Handle sp(H5Dget_space(dataset), H5Sclose);
+  const int r = H5Sget_simple_extent_ndims(sp.get());
+  std::vector<hsize_t> d(static_cast<size_t>(std::max(r, 0)));
+  H5Sget_simple_extent_dims(sp.get(), d.data(), nullptr);
+  return std::vector<int64_t>(d.begin(), d.end());
+}
+
+std::string datasetKind(int typeClass, const std::vector<int64_t>& dims) {
+  std::string s = bytesOf('d', typeClass);
+  s.append(reinterpret_cast<const char*>(dims.data()), dims.size() * sizeof(int64_t));
+  return s;
+}
+}  // namespace
+
+void File::note(const std::string& key, std::string value) {
+  if (recorded_) content_[key] = std::move(value);
+}
+
+void File::forget(const std::string& obj) {
+  for (const char sep : {'\x01', '\x02'}) {
+    const std::string from = obj + sep;
+    auto it = content_.lower_bound(from);
+    while (it != content_.end() && it->first.compare(0, from.size(), from) == 0) it = content_.erase(it);
+  }
+}
+
+void File::readContent(Content& c) const {
+  auto object = [&](const std::string& obj, hid_t id, bool group) {
+    if (group) {
+      c[obj + "\x01"] = "g";
+    } else {
+      Handle t(H5Dget_type(id), H5Tclose);
+      c[obj + "\x01"] = datasetKind(int(H5Tget_class(t.get())), dimsOf(id));
+    }
+    AttrRead r{&obj, &c};
+    hsize_t idx = 0;
+    if (H5Aiterate2(id, H5_INDEX_NAME, H5_ITER_INC, &idx, readAttr, &r) < 0 || r.failed)
+      fail("cannot read the attributes of '" + obj + "'");
+  };
+  object("/", file_.get(), true);
+  visit(file_.get(), "/", object);
+}
+
+uint64_t File::hashContent(const Content& c) {
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> st(XXH3_createState(), XXH3_freeState);
+  XXH3_64bits_reset(st.get());
+  for (const auto& [k, v] : c) {
+    feed(st.get(), k);
+    feed(st.get(), v);
+  }
+  return XXH3_64bits_digest(st.get());
+}
+
+uint64_t File::digest() const { return recorded_ ? hashContent(content_) : digestFromFile(); }
+
+uint64_t File::digestFromFile() const {
+  Content c;
+  readContent(c);
+  return hashContent(c);
+}
+
+int File::verifyAll() const {
+  int n = 0;
+  std::vector<char> buf;
+  visit(file_.get(), "/", [&](const std::string& obj, hid_t id, bool group) {
+    if (group) return;
+    if (H5Aexists(id, "xxh3") <= 0) throw DamagedError(path_ + ": dataset '" + obj + "' has no checksum");
+    int64_t stored = 0;
+    Handle a(H5Aopen(id, "xxh3", H5P_DEFAULT), H5Aclose);
+    if (!a.valid() || H5Aread(a.get(), H5T_NATIVE_INT64, &stored) < 0) fail("cannot read the checksum of '" + obj + "'");
+    Handle ft(H5Dget_type(id), H5Tclose);
+    Handle mt(H5Tget_native_type(ft.get(), H5T_DIR_ASCEND), H5Tclose);
+    Handle sp(H5Dget_space(id), H5Sclose);
+    const size_t bytes = size_t(H5Sget_simple_extent_npoints(sp.get())) * H5Tget_size(mt.get());
+    buf.resize(bytes);
+    if (bytes && H5Dread(id, mt.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) < 0)
+      fail("cannot read dataset '" + obj + "'");
+    const uint64_t got = checksum(buf.data(), bytes);
+    if (got != uint64_t(stored)) {
+      char msg[96];
+      std::snprintf(msg, sizeof msg, " fails its checksum (stored xxh3 %016llx, data %016llx)",
+                    static_cast<unsigned long long>(stored), static_cast<unsigned long long>(got));
+      throw DamagedError(path_ + ": dataset '" + obj + "'" + msg);
+    }
+    ++n;
+  });
+  return n;
+}
+
+// Each dataset's "xxh3" attribute, created on the open dataset (no path lookup).
+void File::stamp(hid_t dataset, const std::string& obj, uint64_t sum) {
+  if (!checksums_) return;
+  const int64_t v = int64_t(sum);  // the attribute holds the 64 bits as a signed integer
+  Handle sp(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle a(H5Acreate2(dataset, "xxh3", H5T_STD_I64LE, sp.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  if (!a.valid() || H5Awrite(a.get(), H5T_NATIVE_INT64, &v) < 0) fail("cannot write the checksum of '" + obj + "'");
+  note(obj + "\x02xxh3", bytesOf('i', v));
 }
 
 void File::verify(const std::string& obj, const void* data, size_t bytes) const {
@@ -155,15 +323,25 @@ void File::verify(const std::string& obj, const void* data, size_t bytes) const 
 void File::writeTensor(const std::string& obj, const Tensor& host) {
   SW_CHECK(host.device().isCpu(), "writeTensor needs a host tensor");
   ensureParents(obj);
-  if (exists(obj)) H5Ldelete(file_.get(), obj.c_str(), H5P_DEFAULT);
+  if (exists(obj)) {
+    H5Ldelete(file_.get(), obj.c_str(), H5P_DEFAULT);
+    forget(obj);
+  }
   std::vector<int64_t> dims = host.shape().dims();
   Handle sp = dataspace(dims);
   Handle d(H5Dcreate2(file_.get(), obj.c_str(), H5T_IEEE_F32LE, sp.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
   if (!d.valid()) fail("cannot create dataset '" + obj + "'");
-  if (host.numel() && H5Dwrite(d.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host.data()) < 0)
-    fail("cannot write dataset '" + obj + "'");
-  d.reset();
-  stamp(obj, host.data(), host.bytes());
+  note(obj + "\x01", datasetKind(int(H5T_FLOAT), dims));
+  // A large tensor is hashed on a second thread while HDF5 copies it out: the checksum then costs
+  // (almost) no time beside the write.
+  std::future<uint64_t> sum;
+  if (checksums_ && host.bytes() >= (size_t(1) << 20))
+    sum = std::async(std::launch::async, [&host] { return checksum(host.data(), host.bytes()); });
+  const bool ok = !host.numel() || H5Dwrite(d.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host.data()) >= 0;
+  const bool async = sum.valid();
+  const uint64_t h = async ? sum.get() : 0;  // joined before anything can throw: the thread reads `host`
+  if (!ok) fail("cannot write dataset '" + obj + "'");
+  if (checksums_) stamp(d.get(), obj, async ? h : checksum(host.data(), host.bytes()));
 }
 
 Tensor File::readTensor(const std::string& obj) const {
@@ -178,14 +356,17 @@ Tensor File::readTensor(const std::string& obj) const {
 
 void File::writeInt64(const std::string& obj, const std::vector<int64_t>& v) {
   ensureParents(obj);
-  if (exists(obj)) H5Ldelete(file_.get(), obj.c_str(), H5P_DEFAULT);
+  if (exists(obj)) {
+    H5Ldelete(file_.get(), obj.c_str(), H5P_DEFAULT);
+    forget(obj);
+  }
   Handle sp = dataspace({static_cast<int64_t>(v.size())});
   Handle d(H5Dcreate2(file_.get(), obj.c_str(), H5T_STD_I64LE, sp.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
   if (!d.valid()) fail("cannot create dataset '" + obj + "'");
+  note(obj + "\x01", datasetKind(int(H5T_INTEGER), std::vector<int64_t>{static_cast<int64_t>(v.size())}));
   if (!v.empty() && H5Dwrite(d.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
     fail("cannot write dataset '" + obj + "'");
-  d.reset();
-  stamp(obj, v.data(), v.size() * sizeof(int64_t));
+  if (checksums_) stamp(d.get(), obj, checksum(v.data(), v.size() * sizeof(int64_t)));
 }
 
 std::vector<int64_t> File::readInt64(const std::string& obj) const {
@@ -202,12 +383,17 @@ std::vector<int64_t> File::readInt64(const std::string& obj) const {
 
 void File::writeUint8(const std::string& obj, const std::vector<uint8_t>& v, const std::vector<int64_t>& dims) {
   ensureParents(obj);
-  if (exists(obj)) H5Ldelete(file_.get(), obj.c_str(), H5P_DEFAULT);
+  if (exists(obj)) {
+    H5Ldelete(file_.get(), obj.c_str(), H5P_DEFAULT);
+    forget(obj);
+  }
   Handle sp = dataspace(dims);
   Handle d(H5Dcreate2(file_.get(), obj.c_str(), H5T_STD_U8LE, sp.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
   if (!d.valid()) fail("cannot create dataset '" + obj + "'");
+  note(obj + "\x01", datasetKind(int(H5T_INTEGER), dims));
   if (!v.empty() && H5Dwrite(d.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
     fail("cannot write dataset '" + obj + "'");
+  if (checksums_) stamp(d.get(), obj, checksum(v.data(), v.size()));
 }
 
 void File::readRows(const std::string& obj, int64_t begin, int64_t count, hid_t memType, void* out) const {
@@ -247,6 +433,7 @@ void File::setAttr(const std::string& obj, const std::string& name, int64_t v) {
   Handle sp(H5Screate(H5S_SCALAR), H5Sclose);
   Handle a(H5Acreate2(o.get(), name.c_str(), H5T_STD_I64LE, sp.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
   if (!a.valid() || H5Awrite(a.get(), H5T_NATIVE_INT64, &v) < 0) fail("cannot write attribute " + name);
+  note((obj.empty() ? "/" : obj) + "\x02" + name, bytesOf('i', v));
 }
 
 void File::setAttr(const std::string& obj, const std::string& name, double v) {
@@ -256,6 +443,7 @@ void File::setAttr(const std::string& obj, const std::string& name, double v) {
   Handle sp(H5Screate(H5S_SCALAR), H5Sclose);
   Handle a(H5Acreate2(o.get(), name.c_str(), H5T_IEEE_F64LE, sp.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
   if (!a.valid() || H5Awrite(a.get(), H5T_NATIVE_DOUBLE, &v) < 0) fail("cannot write attribute " + name);
+  note((obj.empty() ? "/" : obj) + "\x02" + name, bytesOf('f', v));
 }
 
 void File::setAttr(const std::string& obj, const std::string& name, const std::string& v) {
@@ -268,6 +456,7 @@ void File::setAttr(const std::string& obj, const std::string& name, const std::s
   Handle a(H5Acreate2(o.get(), name.c_str(), t.get(), sp.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
   std::string buf = v.empty() ? std::string(1, '\0') : v;
   if (!a.valid() || H5Awrite(a.get(), t.get(), buf.data()) < 0) fail("cannot write attribute " + name);
+  note((obj.empty() ? "/" : obj) + "\x02" + name, "s" + buf);
 }
 
 bool File::hasAttr(const std::string& obj, const std::string& name) const {

@@ -7,6 +7,7 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -73,22 +74,38 @@ class File {
   hid_t id() const { return file_.get(); }
   // Whether writes add checksums and reads verify them (default on; benchmarks turn it off).
   void setChecksums(bool on) { checksums_ = on; }
+  // Reads every dataset's bytes and checks them against its "xxh3" attribute (DamagedError naming
+  // the first that fails or has none); returns how many datasets were checked.
+  int verifyAll() const;
+  // XXH3 over the file's content as its metadata describes it: every object's path, every
+  // attribute's name and value (so each dataset's "xxh3"), every dataset's type and shape, in path
+  // order. Reads no dataset; with verifyAll() it covers every byte that matters. A file created by
+  // this object answers from what it wrote (no HDF5 call); digestFromFile() always walks the file.
+  uint64_t digest() const;
+  uint64_t digestFromFile() const;
 
  private:
   void ensureParents(const std::string& obj);
   Handle openDataset(const std::string& obj) const;
   void readRows(const std::string& obj, int64_t begin, int64_t count, hid_t memType, void* out) const;
   [[noreturn]] void fail(const std::string& what) const;
-  void stamp(const std::string& obj, const void* data, size_t bytes);
+  void stamp(hid_t dataset, const std::string& obj, uint64_t sum);
   void verify(const std::string& obj, const void* data, size_t bytes) const;
+  // What digest() covers, key -> value: "path\x01" -> object kind (+ type and shape),
+  // "path\x02name" -> attribute type and value. Kept while writing a file created here.
+  using Content = std::map<std::string, std::string>;
+  void note(const std::string& key, std::string value);
+  void forget(const std::string& obj);
+  void readContent(Content& c) const;
+  static uint64_t hashContent(const Content& c);
   std::string path_;
   Handle file_;
   bool checksums_ = true;
+  bool recorded_ = false;
+  Content content_;
 };
 
 // XXH3-64 of a buffer (the checksum of datasets and whole checkpoint files).
 uint64_t checksum(const void* data, size_t bytes);
-// Of a whole file, streamed; throws IoError when it cannot be read.
-uint64_t fileChecksum(const std::string& path);
 
 }  // namespace sw::h5

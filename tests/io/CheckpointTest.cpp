@@ -165,3 +165,50 @@ TEST(Checkpoint, ResumeFallsBackToTheNewestThatVerifies) {
 
 }  // namespace
 }  // namespace sw
+
+namespace sw {
+namespace {
+
+// The digest a file's writer records (no HDF5 call) is the one a reader computes by walking it.
+TEST(Checkpoint, DigestWhileWritingEqualsDigestOfTheFile) {
+  const std::string path = freshDir("digest") + ".h5";
+  uint64_t written = 0;
+  {
+    h5::File f(path, h5::Access::kCreate);
+    f.setAttr("/", "step", int64_t(7));
+    f.setAttr("/", "loss", 0.25);
+    f.setAttr("/", "name", std::string("resnet18"));
+    f.setAttr("/", "empty", std::string());
+    Tensor t = Tensor::empty(Shape{3, 4});
+    for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = float(i);
+    f.writeTensor("/params/a.w", t);
+    f.writeTensor("/params/a.w", t);  // overwritten: counted once
+    f.writeTensor("/params/a.b", Tensor::empty(Shape{0}));
+    f.writeInt64("/optim/a.w/steps", {3});
+    f.writeUint8("/u8", {1, 2, 3, 4}, {2, 2});
+    f.setAttr("/params/a.w", "note", std::string("x"));
+    written = f.digest();
+    EXPECT_EQ(written, f.digestFromFile());
+  }
+  h5::File r(path, h5::Access::kRead);
+  EXPECT_EQ(r.digest(), written);
+  EXPECT_EQ(r.verifyAll(), 4);
+  fs::remove(path);
+}
+
+// An attribute changed after the commit (the step, the config) is caught by the manifest's digest.
+TEST(Checkpoint, AChangedAttributeIsCaught) {
+  const std::string run = trainedRun("attr");
+  const std::string step = *CheckpointStore(run).latest(), shard = step + "/rank_00000.h5";
+  {
+    h5::File f(shard, h5::Access::kReadWrite);
+    f.setAttr("/", "step", int64_t(3));
+  }
+  const std::string e = errorOf([&] { CheckpointStore::verify(step, 0); });
+  EXPECT_NE(e.find(shard), std::string::npos) << e;
+  EXPECT_NE(e.find("content digest"), std::string::npos) << e;
+  fs::remove_all(run);
+}
+
+}  // namespace
+}  // namespace sw
