@@ -81,7 +81,7 @@ class CheckpointStore {
   void setChecksums(bool on) { checksums_ = on; }
   // Rank 0, after all shards are on disk: the manifest + LATEST + pruning to `keep` checkpoints.
   void commit(const Manifest& m, int keep);
-  // Rank 0, after a failed write: removes the uncommitted step directory.
+  // Every rank, after a failed write: removes the uncommitted step directory (a committed one stays).
   void discard(int64_t step);
   // Step directory of the newest committed checkpoint, if any.
   std::optional<std::string> latest() const;

@@ -174,7 +174,7 @@ EvalResult Trainer::evaluateTest(int epoch) {
 }
 
 // Every rank writes its files and their sums; rank 0 commits the manifest of all of them. A
-// write that fails on any rank removes the step (no partial checkpoint is ever left).
+// write that fails on any rank removes the step on every rank (no partial checkpoint is ever left).
 void Trainer::checkpoint() {
   if (!ckpt_) return;
   progress_.metricsBytes = metrics_ ? metrics_->bytes() : 0;
@@ -189,7 +189,7 @@ void Trainer::checkpoint() {
       mine = ckpt_->rankFiles(step, coord_.rank);
     });
   } catch (...) {
-    if (world_->rank() == 0) ckpt_->discard(step);
+    ckpt_->discard(step);  // every rank: its files may be on a disk of its own
     throw;
   }
   Manifest m{.format = 2, .step = step, .world = world_->size(), .stages = spec_.stages, .replicas = spec_.replicas,

@@ -4,6 +4,9 @@
 // falls back to the newest checkpoint that verifies (keeping the damaged one) unless told not to.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/resource.h>
+
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -207,6 +210,43 @@ TEST(Checkpoint, AChangedAttributeIsCaught) {
   const std::string e = errorOf([&] { CheckpointStore::verify(step, 0); });
   EXPECT_NE(e.find(shard), std::string::npos) << e;
   EXPECT_NE(e.find("content digest"), std::string::npos) << e;
+  fs::remove_all(run);
+}
+
+// A write that fails (the disk full: here a file-size limit, so write() returns EFBIG) leaves no
+// partial file and no step directory; LATEST still names the previous checkpoint, which resumes.
+TEST(Checkpoint, AFailedWriteLeavesNothing) {
+  const std::string run = trainedRun("full", {"model.hidden=256"});
+  CheckpointStore store(run);
+  const std::string before = *store.latest();
+  const size_t committed = store.committed().size();
+  struct rlimit old;
+  getrlimit(RLIMIT_FSIZE, &old);
+  signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = old;
+  small.rlim_cur = 64 * 1024;  // below one shard (~220 KB), above the metrics file
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  std::string why;
+  try {
+    Trainer t(cfgWith({"model.hidden=256", "train.epochs=3"}), run, run);
+    t.run();
+  } catch (const IoError& e) {
+    why = e.what();
+  }
+  setrlimit(RLIMIT_FSIZE, &old);
+  signal(SIGXFSZ, SIG_DFL);
+  EXPECT_NE(why.find("step_"), std::string::npos) << "the checkpoint write must fail under the limit: " << why;
+  EXPECT_EQ(*store.latest(), before);
+  EXPECT_EQ(store.committed().size(), committed);
+  for (const auto& e : fs::recursive_directory_iterator(run / fs::path("checkpoints"))) {
+    const std::string n = e.path().filename().string();
+    EXPECT_EQ(n.find(".tmp"), std::string::npos) << "partial file left: " << e.path();
+    if (e.is_directory() && n.rfind("step_", 0) == 0)
+      EXPECT_TRUE(fs::exists(e.path() / "COMMITTED")) << "uncommitted step left: " << e.path();
+  }
+  Trainer again(cfgWith({"model.hidden=256", "train.epochs=3"}), run, run);
+  again.run();
+  EXPECT_EQ(again.progress().epoch, 3);
   fs::remove_all(run);
 }
 
