@@ -2,7 +2,7 @@
 """Writes tests/golden/dtp_step.h5: one full DTP (L-DRL) training step of a 1/32-width simple_vgg
 (channels 4,4,8,8,16; CIFAR-shaped input; batch 4) computed by an independent PyTorch
 implementation written from the spec (../shared/spec/seed-dtp.md 1-2), with autograd for every
-gradient. tests/unit/DtpTest.cpp (DtpGolden.*) replays the exported noise and compares the
+gradient. tests/algo/dtp/DtpTest.cpp (DtpGolden.*) replays the exported noise and compares the
 per-iteration L-DRL losses, the feedback weights after the feedback phase, the layer-local forward
 losses and the forward weights after the step (spec 7, E9). Deterministic; rerun with
     /usr/bin/python3 tools/make_dtp_golden.py

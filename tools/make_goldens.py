@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes the PyTorch golden fixtures that tests/unit/GoldenTest.cpp compares stagewise against:
+"""Writes the PyTorch golden fixtures that tests/nn/GoldenTest.cpp compares stagewise against:
 every layer forward/backward, optimizer steps, LR schedules and whole LeNet/ResNet-18 training
 steps, as small float32 HDF5 files in tests/golden/. Deterministic (fixed seeds); rerun with
     /usr/bin/python3 tools/make_goldens.py

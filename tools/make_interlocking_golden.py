@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Writes tests/golden/interlocking_lenet.h5: interlocking backprop trained by PyTorch autograd,
-which tests/unit/InterlockingGoldenTest.cpp compares stagewise against.
+which tests/algo/interlocking/InterlockingGoldenTest.cpp compares stagewise against.
 
 The model is stagewise's `lenet` (width 4, BN, no dropout) as K = 4 one-block components with
 auxiliary heads conv8_bn_gbpl_fc, conv8_bn_gbpl_fc and fc. Each scheme is computed from its

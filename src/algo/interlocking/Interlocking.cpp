@@ -9,7 +9,7 @@
 //   parameter gradients - then an optimizer step over the main net and the aux head.
 // Nothing is stale and nothing is stashed: every stage steps on the same mini-batch with its
 // current weights, so the result does not depend on timing (the single-process loop,
-// train/InterlockingLoop.h, computes the same numbers). Overlap across mini-batches comes
+// algo/interlocking/InterlockingLoop.h, computes the same numbers). Overlap across mini-batches comes
 // only from the missing backward dependencies: local stages never wait for a later stage,
 // pairwise stages wait for the next stage's forward and input-gradient only.
 #include "algo/interlocking/InterlockingAlgorithm.h"
