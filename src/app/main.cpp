@@ -3,6 +3,8 @@
 // line `[rank r/N host] cause` and brings the whole job down (MPI_Abort), so no rank hangs.
 // Holds no training logic.
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -15,6 +17,7 @@
 #include "coord/Coordinator.h"
 #include "core/Error.h"
 #include "core/Log.h"
+#include "io/H5.h"
 #include "algo/Registry.h"
 #include "app/CheckpointCommand.h"
 #include "app/ScheduleCommand.h"
@@ -160,6 +163,9 @@ int runTrain(int argc, char** argv, const std::vector<std::string>& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A file-size limit (ulimit -f, some batch systems) makes a write fail with EFBIG, reported
+  // naming the file, instead of killing the process.
+  std::signal(SIGXFSZ, SIG_IGN);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     std::cout << kUsage;
@@ -167,7 +173,16 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = args[0];
   args.erase(args.begin());
-  if (cmd == "train") return runTrain(argc, argv, args);
+  if (cmd == "train") {
+    const int code = runTrain(argc, argv, args);
+    if (sw::h5::closeFailed()) {  // HDF5 1.10 would crash in its exit handler (io/H5.h)
+      std::cout.flush();
+      std::cerr.flush();
+      std::fflush(nullptr);
+      std::_Exit(code);
+    }
+    return code;
+  }
   if (cmd == "schedule") {
     try {
       return sw::scheduleCommand(args, std::cout);

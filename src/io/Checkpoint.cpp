@@ -2,6 +2,7 @@
 #include "io/Checkpoint.h"
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -107,9 +108,46 @@ ShardMeta readShardHeader(const h5::File& f, TrainProgress& p) {
   return m;
 }
 
+void expectShardOf(const ShardMeta& got, const ShardMeta& want, const std::string& stepDir) {
+  if (got.model != want.model)
+    throw InputError(stepDir + ": checkpoint is of model '" + got.model + "', config says '" + want.model + "'");
+  if (got.world != want.world)
+    throw InputError(stepDir + ": checkpoint was written by " + std::to_string(got.world) + " ranks, this job has " +
+                     std::to_string(want.world));
+  if (got.algo != want.algo)
+    throw InputError(stepDir + ": checkpoint is of train.algo = " + got.algo + ", config says " + want.algo);
+}
+
 CheckpointStore::CheckpointStore(std::string runDir) : root_(std::move(runDir) + "/checkpoints") {}
 
 std::string CheckpointStore::stepDir(int64_t step) const { return root_ + "/step_" + pad(step, 9); }
+
+namespace {
+
+// What a shard's tensors take (parameters, their gradients, buffers, optimizer state) plus room
+// for HDF5's metadata: the space a checkpoint write needs.
+int64_t shardBytes(Model& model, BlockRange range, Optimizer& opt) {
+  int64_t b = 1 << 20;
+  for (Param* p : model.params(range)) b += 2 * int64_t(p->value.bytes()) + 4096;
+  for (Buffer* x : model.buffers(range)) b += int64_t(x->value.bytes()) + 4096;
+  for (const ParamState& s : opt.state())
+    for (const Tensor* t : {&s.buf, &s.m, &s.v, &s.vmax, &s.lastD})
+      if (t->defined()) b += int64_t(t->bytes()) + 4096;
+  return b;
+}
+
+// A full disk is found before HDF5 starts writing: bad luck mid-file leaves HDF5 in a state it
+// cannot clean up (io/H5.h, closeFailed).
+void requireSpace(const std::string& dir, int64_t bytes) {
+  struct statvfs st;
+  if (::statvfs(dir.c_str(), &st) != 0) return;  // unknown: let the write tell
+  const int64_t avail = int64_t(st.f_bavail) * int64_t(st.f_frsize);
+  if (avail < bytes)
+    throw IoError(dir + ": " + std::to_string(avail) + " bytes free, a checkpoint shard needs about " +
+                  std::to_string(bytes) + " (disk full?)");
+}
+
+}  // namespace
 
 void CheckpointStore::writeShard(int64_t step, const ShardMeta& meta, Model& model, BlockRange range,
                                  Optimizer& opt, const TrainProgress& p, const Rng::State& dropoutRng) {
@@ -118,6 +156,7 @@ void CheckpointStore::writeShard(int64_t step, const ShardMeta& meta, Model& mod
   const std::string path = dir + "/rank_" + pad(meta.rank, 5) + ".h5";
   const std::string tmp = path + ".tmp";
   Backend& be = model.backend();
+  requireSpace(dir, shardBytes(model, range, opt));
   try {
     h5::File f(tmp, h5::Access::kCreate);
     f.setChecksums(checksums_);

@@ -35,6 +35,9 @@ struct ShardMeta {
   int rank = 0, world = 1;
   std::string configText;
 };
+// A shard written by another model, rank count or algorithm than `want` is bad input (InputError
+// naming the step directory and both sides).
+void expectShardOf(const ShardMeta& got, const ShardMeta& want, const std::string& stepDir);
 
 // One file of a committed checkpoint, as its manifest lists it.
 struct ShardFile {

@@ -3,6 +3,7 @@
 
 #include <xxhash.h>
 
+#include <atomic>
 #include <cstdio>
 #include <functional>
 #include <future>
@@ -19,6 +20,13 @@ struct Silence {
   Silence() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 };
 const Silence kSilence;
+std::atomic<bool> gCloseFailed{false};
+
+herr_t closeFile(hid_t id) {
+  const herr_t rc = H5Fclose(id);
+  if (rc < 0) gCloseFailed = true;
+  return rc;
+}
 
 Handle dataspace(const std::vector<int64_t>& dims) {
   std::vector<hsize_t> d(dims.begin(), dims.end());
@@ -51,7 +59,7 @@ File::File(const std::string& path, Access a) : path_(path) {
     id = H5Fopen(path.c_str(), a == Access::kRead ? H5F_ACC_RDONLY : H5F_ACC_RDWR, H5P_DEFAULT);
   }
   if (id < 0) throw IoError(path + ": cannot " + (a == Access::kCreate ? "create" : "open") + " HDF5 file");
-  file_ = Handle(id, H5Fclose);
+  file_ = Handle(id, closeFile);
   if (a == Access::kCreate) {
     recorded_ = true;
     note("/\x01", "g");
@@ -126,6 +134,8 @@ void File::ensureParents(const std::string& obj) {
     }
   }
 }
+
+bool closeFailed() { return gCloseFailed; }
 
 uint64_t checksum(const void* data, size_t bytes) { return XXH3_64bits(data, bytes); }
 

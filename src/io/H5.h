@@ -105,6 +105,11 @@ class File {
   Content content_;
 };
 
+// True once an HDF5 file failed to close (its last writes failed: disk full, I/O error). HDF5
+// 1.10 then keeps a half-closed file that crashes its own exit handler, so a process that saw
+// this must end with std::_Exit after flushing its output (app/main.cpp does).
+bool closeFailed();
+
 // XXH3-64 of a buffer (the checksum of datasets and whole checkpoint files).
 uint64_t checksum(const void* data, size_t bytes);
 

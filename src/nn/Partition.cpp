@@ -102,4 +102,16 @@ std::vector<double> blockCosts(Model& m, int64_t rows, BlockCost how) {
   return cost;
 }
 
+std::vector<BlockRange> choosePartition(Model& m, int stages, const std::string& list, const std::string& key,
+                                        const std::string& balance, int64_t rows,
+                                        const std::function<void(std::vector<double>&)>& agreeCosts) {
+  const size_t nb = m.numBlocks();
+  if (stages <= 1) return {BlockRange{0, nb}};
+  if (!list.empty()) return partitionExplicit(list, nb, stages, key);
+  const bool macs = balance == "macs";
+  std::vector<double> cost = blockCosts(m, rows, macs ? BlockCost::kMacs : BlockCost::kTime);
+  if (!macs) agreeCosts(cost);
+  return partitionBalanced(cost, stages);
+}
+
 }  // namespace sw

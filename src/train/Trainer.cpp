@@ -10,6 +10,7 @@
 
 #include "algo/Registry.h"
 #include "comm/DeviceComm.h"
+#include "coord/CheckpointAgreement.h"
 #include "coord/Coordinator.h"
 #include "core/Allocator.h"
 #include "core/Error.h"
@@ -89,19 +90,10 @@ void Trainer::prepare() {
 }
 
 void Trainer::choosePartition() {
-  const size_t nb = model_->numBlocks();
-  parts_ = {BlockRange{0, nb}};
-  if (spec_.stages > 1) {
-    if (!algo_->partition().empty()) {
-      parts_ = partitionExplicit(algo_->partition(), nb, spec_.stages, "pipe.partition");
-    } else {
-      const int64_t rows = loaderPlan_.batch / cfg_.pipe.microbatches;
-      const bool macs = cfg_.pipe.balance == "macs";
-      std::vector<double> cost = blockCosts(*model_, rows, macs ? BlockCost::kMacs : BlockCost::kTime);
-      if (!macs) world_->allReduceValues(cost, ReduceOp::kAvg);  // every rank must pick the same cut
-      parts_ = partitionBalanced(cost, spec_.stages);
-    }
-  }
+  // Measured costs differ between ranks: every rank must pick the same cut.
+  parts_ = sw::choosePartition(*model_, spec_.stages, algo_->partition(), "pipe.partition", cfg_.pipe.balance,
+                               loaderPlan_.batch / cfg_.pipe.microbatches,
+                               [&](std::vector<double>& c) { world_->allReduceValues(c, ReduceOp::kAvg); });
   range_ = parts_[size_t(coord_.stage)];
   if (world_->rank() == 0 && spec_.stages > 1) {
     std::ostringstream os;
@@ -115,13 +107,7 @@ void Trainer::resumeFrom(const std::string& stepDir) {
   Rng::State rs;
   ShardMeta meta;
   CheckpointStore(resumeDir_).readShard(stepDir, coord_.rank, *model_, range_, *opt_, progress_, rs, &meta);
-  if (meta.model != cfg_.model.name)
-    throw InputError(stepDir + ": checkpoint is of model '" + meta.model + "', config says '" + cfg_.model.name + "'");
-  if (meta.world != world_->size())
-    throw InputError(stepDir + ": checkpoint was written by " + std::to_string(meta.world) + " ranks, this job has " +
-                     std::to_string(world_->size()));
-  if (meta.algo != cfg_.train.algo)
-    throw InputError(stepDir + ": checkpoint is of train.algo = " + meta.algo + ", config says " + cfg_.train.algo);
+  expectShardOf(meta, {.algo = cfg_.train.algo, .model = cfg_.model.name, .world = world_->size()}, stepDir);
   model_->dropoutRng().setState(rs);
   algo_->load(stepDir, coord_.rank);
   if (progress_.epoch >= cfg_.train.epochs)
@@ -173,79 +159,34 @@ EvalResult Trainer::evaluateTest(int epoch) {
   return algo_->evaluateTest(epoch, *exec_, [&] { return evaluate(dataSplits_.test); });
 }
 
-// Every rank writes its files and their sums; rank 0 commits the manifest of all of them. A
-// write that fails on any rank removes the step on every rank (no partial checkpoint is ever left).
+// Every rank writes its files (the algorithm's, then its shard: the manifest implies both); rank
+// 0 commits the manifest of all of them (coord/CheckpointAgreement).
 void Trainer::checkpoint() {
   if (!ckpt_) return;
   progress_.metricsBytes = metrics_ ? metrics_->bytes() : 0;
   const int64_t step = progress_.step;
   const ShardMeta meta{.algo = cfg_.train.algo, .model = cfg_.model.name, .rank = coord_.rank,
                        .world = world_->size(), .configText = iniText(cfg_)};
-  std::vector<ShardFile> mine;
-  try {
-    agree(*world_, [&] {
-      algo_->save(ckpt_->stepDir(step), coord_.rank);  // before the shard: the manifest implies it
-      ckpt_->writeShard(step, meta, *model_, range_, *opt_, progress_, model_->dropoutRng().state());
-      mine = ckpt_->rankFiles(step, coord_.rank);
-    });
-  } catch (...) {
-    ckpt_->discard(step);  // every rank: its files may be on a disk of its own
-    throw;
-  }
-  Manifest m{.format = 2, .step = step, .world = world_->size(), .stages = spec_.stages, .replicas = spec_.replicas,
-             .parts = parts_};
-  for (const std::string& part : allGatherStrings(*world_, shardFilesJson(mine)))
-    for (const ShardFile& f : parseShardFilesJson(part)) m.files.push_back(f);
-  commitCheckpoint(*world_, [&] { ckpt_->commit(m, cfg_.checkpoint.keep); });
+  const Manifest m{.format = 2, .step = step, .world = world_->size(), .stages = spec_.stages,
+                   .replicas = spec_.replicas, .parts = parts_};
+  writeCheckpoint(*world_, *ckpt_, m, coord_.rank, cfg_.checkpoint.keep, [&] {
+    algo_->save(ckpt_->stepDir(step), coord_.rank);
+    ckpt_->writeShard(step, meta, *model_, range_, *opt_, progress_, model_->dropoutRng().state());
+  });
 }
 
-// The newest committed checkpoint that verifies on every rank: each rank checks its own files
-// against the manifest, the ranks agree, and all take the same step. A damaged one is renamed
-// (rank 0) and the next older one tried, unless checkpoint.fallback = false.
+// The newest checkpoint that verifies on every rank (damaged ones renamed, unless
+// checkpoint.fallback = false), loaded by every rank, which must then hold the same step.
 void Trainer::resume() {
-  // Every rank sees the run directory (shards are read where they were written); rank 0's list
-  // is the one all ranks walk.
-  std::string list;
+  const std::string dir = agreeOnCheckpoint(*world_, resumeDir_, coord_.rank, cfg_.checkpoint.fallback);
+  agree(*world_, [&] { resumeFrom(dir); });
+  std::vector<double> lo{double(progress_.step)}, hi = lo;
+  world_->allReduceValues(lo, ReduceOp::kMin);
+  world_->allReduceValues(hi, ReduceOp::kMax);
   agree(*world_, [&] {
-    for (const std::string& d : CheckpointStore(resumeDir_).committed()) list += d + "\n";
-    if (list.empty()) throw InputError(resumeDir_ + ": no committed checkpoint to resume from");
+    if (lo != hi) throw DamagedError(dir + ": the ranks' shards are of different steps");
   });
-  world_->broadcastString(list, 0);
-  std::istringstream steps(list);
-  for (std::string dir; std::getline(steps, dir);) {
-    std::string why;
-    try {
-      CheckpointStore::verify(dir, coord_.rank);
-    } catch (const DamagedError& e) {
-      why = e.what();
-    }
-    std::string first;
-    for (const std::string& w : allGatherStrings(*world_, why))
-      if (first.empty()) first = w;
-    if (first.empty()) {
-      agree(*world_, [&] { resumeFrom(dir); });
-      // Never a mix of steps: every rank must hold the same position.
-      std::vector<double> lo{double(progress_.step)}, hi = lo;
-      world_->allReduceValues(lo, ReduceOp::kMin);
-      world_->allReduceValues(hi, ReduceOp::kMax);
-      if (lo != hi) throw DamagedError(dir + ": the ranks' shards are of different steps");
-      if (world_->rank() == 0) SW_INFO("resumed at step " << progress_.step << " from " << dir);
-      return;
-    }
-    if (!cfg_.checkpoint.fallback)
-      agree(*world_, [&] {
-        if (!why.empty()) throw DamagedError(why + " (checkpoint.fallback = false: not trying older checkpoints)");
-      });
-    if (world_->rank() == 0) {
-      const std::string kept = CheckpointStore::quarantine(dir);
-      SW_WARN("checkpoint " << dir << " is damaged: " << first << "; kept as " << kept
-                            << ", trying the previous committed checkpoint");
-    }
-    world_->barrier();
-  }
-  agree(*world_, [&] {
-    throw DamagedError(resumeDir_ + ": no committed checkpoint verifies (the damaged ones are kept as damaged_step_*)");
-  });
+  if (world_->rank() == 0) SW_INFO("resumed at step " << progress_.step << " from " << dir);
 }
 
 void Trainer::fillHooks(EpochHooks& h, RoundStats& epochStats, size_t liveAtStart) {

@@ -4,6 +4,8 @@ rank's shard of the latest checkpoint damaged makes every rank fall back togethe
 older step (the job resumes, says which checkpoint and why, keeps the damaged one renamed);
 `stagewise checkpoint verify` names the damaged file (exit 2) and passes on a clean run (exit 0);
 with checkpoint.fallback=false the resume is bad input (exit 2, one line naming the file).
+(A failing write is tested in tests/io/CheckpointTest.cpp: a file-size limit on mpirun itself
+hangs Open MPI's launcher, so it cannot stand in for a full disk here.)
 usage: checkpoint_job.py STAGEWISE_BIN REPO_DIR
 """
 import os
@@ -59,6 +61,7 @@ try:
     check(f"resuming from {steps[-2]}" in out or "resumed at step" in out, "fallback: every rank took the same older step")
     tests = [r for r in J.records(d) if r["split"] == "test"] if rc == 0 else []
     check([r["epoch"] for r in tests] == [0, 1, 2], f"fallback: one test record per epoch ({[r['epoch'] for r in tests]})")
+
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 J.finish("checkpoint_job: all checks passed")
