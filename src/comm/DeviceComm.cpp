@@ -65,7 +65,7 @@ class CollectivesOnNccl final : public StagedCommunicator {
  public:
   CollectivesOnNccl(CommPtr host, TensorCopier& be)
       : StagedCommunicator(host->split(0, host->rank(), host->name() + ".p2p"), be),
-        nccl_(makeDeviceCommunicator(std::move(host), be.device().index, be.nativeStream())) {}
+        nccl_(makeNcclCommunicator(std::move(host), be.device().index, be.nativeStream())) {}
   CommPtr split(int color, int key, const std::string& name) const override {
     CommPtr sub = host_->split(color, key, name);
     if (!sub) return nullptr;
@@ -82,18 +82,33 @@ class CollectivesOnNccl final : public StagedCommunicator {
 
 }  // namespace
 
-CommPtr makeDeviceComm(CommPtr host, TensorCopier& be, bool ncclP2p) {
+CommPtr makeDeviceComm(CommPtr host, TensorCopier& be, bool ncclP2p, std::optional<DeviceCommKind> force) {
   const Device d = be.device();
   if (d.isCpu()) return host;
 #ifdef SW_NCCL_COMM
   if (d.type == DeviceType::kCuda) {
-    if (ncclP2p) return makeDeviceCommunicator(std::move(host), d.index, be.nativeStream());
-    return std::make_unique<CollectivesOnNccl>(std::move(host), be);
+    // Every rank reaches the same verdict (the same gathered identities), so all pick one kind.
+    const DeviceCommKind kind = force ? *force
+                                : host->size() > 1 && ranksShareGpu(*host, d.index) ? DeviceCommKind::kHostStaged
+                                                                                      : DeviceCommKind::kNccl;
+    if (kind == DeviceCommKind::kNccl) {
+      if (ncclP2p) return makeNcclCommunicator(std::move(host), d.index, be.nativeStream());
+      return std::make_unique<CollectivesOnNccl>(std::move(host), be);
+    }
   }
 #else
   (void)ncclP2p;
+  if (force == DeviceCommKind::kNccl) throw CommError(host->name() + ": NCCL requested, the build has no NCCL");
 #endif
   return std::make_unique<StagedCommunicator>(std::move(host), be);
+}
+
+DeviceCommKind deviceCommKind(const Communicator& c) {
+#ifdef SW_NCCL_COMM
+  if (dynamic_cast<const CollectivesOnNccl*>(&c) || isNcclCommunicator(c)) return DeviceCommKind::kNccl;
+#endif
+  if (dynamic_cast<const StagedCommunicator*>(&c)) return DeviceCommKind::kHostStaged;
+  throw CommError(c.name() + " is not a device communicator");
 }
 
 CommPtr makeDeviceWorld(Communicator& world, TensorCopier& be, bool ncclP2p) {

@@ -1,4 +1,4 @@
-// Device communicators: NCCL and host-staged MPI (see Nccl.h).
+// The NCCL communicator (see Nccl.h).
 #include "comm/Nccl.h"
 
 #include <cuda_runtime.h>
@@ -21,8 +21,8 @@ void cudaCall(cudaError_t e, const std::string& what) {
   if (e != cudaSuccess) throw CommError(what + ": CUDA error " + cudaGetErrorString(e));
 }
 
-// Operations shared by both kinds: the control plane and host tensors go to the host
-// communicator; only device tensors take the subclass's path.
+// The control plane and host tensors go to the host communicator; only device tensors take the
+// subclass's (NCCL's) path.
 class DeviceCommBase : public WrappingCommunicator {
  public:
   DeviceCommBase(CommPtr host, int device, cudaStream_t compute)
@@ -30,7 +30,7 @@ class DeviceCommBase : public WrappingCommunicator {
   CommPtr split(int color, int key, const std::string& name) const override {
     CommPtr sub = host_->split(color, key, name);
     if (!sub) return nullptr;
-    return makeDeviceCommunicator(std::move(sub), device_, compute_);
+    return makeNcclCommunicator(std::move(sub), device_, compute_);
   }
 
   WorkPtr send(const Tensor& t, int peer, int tag) override {
@@ -50,7 +50,6 @@ class DeviceCommBase : public WrappingCommunicator {
       throw CommError(name() + ": allGather between " + in.device().str() + " and " + out.device().str());
     return in.device().isCpu() ? host_->allGather(in, out) : deviceAllGather(in, out);
   }
-  virtual DeviceCommKind kind() const = 0;
 
  protected:
   virtual WorkPtr deviceSend(const Tensor& t, int peer, int tag) = 0;
@@ -66,59 +65,6 @@ class DeviceCommBase : public WrappingCommunicator {
 
   int device_;
   cudaStream_t compute_;
-};
-
-// ---- host-staged MPI --------------------------------------------------------------------------
-
-// Waits for the MPI part, then copies the host result back to the device on the compute stream.
-class StagedCommunicator final : public DeviceCommBase {
- public:
-  using DeviceCommBase::DeviceCommBase;
-  DeviceCommKind kind() const override { return DeviceCommKind::kHostStaged; }
-
- protected:
-  // Device -> host: the compute stream's pending writes to t come first.
-  Tensor toHost(const Tensor& t, const char* op) {
-    checkDevice(t, op);
-    Tensor h = Tensor::empty(t.shape());
-    cudaCall(cudaMemcpyAsync(h.data(), t.data(), t.bytes(), cudaMemcpyDeviceToHost, compute_), name() + ": " + op);
-    cudaCall(cudaStreamSynchronize(compute_), name() + ": " + op);
-    return h;
-  }
-  std::function<void()> copyBack(Tensor h, Tensor d, const char* op) {
-    return [this, h, d, op]() mutable {
-      // From pageable memory the call returns once h is staged, so h may be freed afterwards.
-      cudaCall(cudaMemcpyAsync(d.data(), h.data(), h.bytes(), cudaMemcpyHostToDevice, compute_),
-               name() + ": " + op);
-    };
-  }
-  WorkPtr deviceSend(const Tensor& t, int peer, int tag) override {
-    Tensor h = toHost(t, "send");
-    WorkPtr w = host_->send(h, peer, tag);
-    return withCompletion(std::move(w), [h] {});  // keeps h alive until wait()
-  }
-  WorkPtr deviceRecv(Tensor& t, int peer, int tag) override {
-    checkDevice(t, "recv");
-    Tensor h = Tensor::empty(t.shape());
-    WorkPtr w = host_->recv(h, peer, tag);
-    return withCompletion(std::move(w), copyBack(h, t, "recv"));
-  }
-  WorkPtr deviceAllReduce(Tensor& t, ReduceOp op) override {
-    Tensor h = toHost(t, "allReduce");
-    WorkPtr w = host_->allReduce(h, op);
-    return withCompletion(std::move(w), copyBack(h, t, "allReduce"));
-  }
-  WorkPtr deviceBroadcast(Tensor& t, int root) override {
-    Tensor h = toHost(t, "broadcast");
-    WorkPtr w = host_->broadcast(h, root);
-    return withCompletion(std::move(w), copyBack(h, t, "broadcast"));
-  }
-  WorkPtr deviceAllGather(const Tensor& in, Tensor& out) override {
-    checkDevice(out, "allGather");
-    Tensor h = toHost(in, "allGather"), ho = Tensor::empty(out.shape());
-    WorkPtr w = host_->allGather(h, ho);
-    return withCompletion(std::move(w), copyBack(ho, out, "allGather"));
-  }
 };
 
 // ---- NCCL ---------------------------------------------------------------------------------------
@@ -261,7 +207,6 @@ class NcclCommunicator final : public DeviceCommBase {
     ncclCall(ncclCommInitRank(&st_->comm, size(), id, rank()), st_->name + ": ncclCommInitRank (" + who + ")");
 #endif
   }
-  DeviceCommKind kind() const override { return DeviceCommKind::kNccl; }
 
  protected:
   // Orders the communication stream after the compute stream, runs `op` on it, returns its Work.
@@ -331,6 +276,9 @@ class NcclCommunicator final : public DeviceCommBase {
   std::shared_ptr<NcclState> st_;
 };
 
+}  // namespace
+
+namespace {
 // 64-bit FNV-1a of "host/pci-bus-id": equal on two ranks iff they drive the same GPU.
 uint64_t gpuIdentity(int device) {
   char bus[64] = {0};
@@ -341,8 +289,10 @@ uint64_t gpuIdentity(int device) {
   return h;
 }
 
-// Whether two ranks of `host` share a GPU: the identities are gathered as four exact 16-bit
-// floats each (a float holds integers up to 2^24 exactly).
+}  // namespace
+
+// The identities are gathered as four exact 16-bit floats each (a float holds integers up to
+// 2^24 exactly).
 bool ranksShareGpu(Communicator& host, int device) {
   const uint64_t id = gpuIdentity(device);
   Tensor mine = Tensor::empty(Shape{4});
@@ -357,25 +307,10 @@ bool ranksShareGpu(Communicator& host, int device) {
   return false;
 }
 
-}  // namespace
-
-CommPtr makeDeviceCommunicator(CommPtr host, int device, void* computeStream, DeviceCommKind force) {
-  auto stream = static_cast<cudaStream_t>(computeStream);
-  if (force == DeviceCommKind::kHostStaged)
-    return std::make_unique<StagedCommunicator>(std::move(host), device, stream);
-  return std::make_unique<NcclCommunicator>(std::move(host), device, stream);
+CommPtr makeNcclCommunicator(CommPtr host, int device, void* computeStream) {
+  return std::make_unique<NcclCommunicator>(std::move(host), device, static_cast<cudaStream_t>(computeStream));
 }
 
-CommPtr makeDeviceCommunicator(CommPtr host, int device, void* computeStream) {
-  // Every rank reaches the same verdict (same gathered data), so all pick the same kind.
-  const bool shared = host->size() > 1 && ranksShareGpu(*host, device);
-  return makeDeviceCommunicator(std::move(host), device, computeStream,
-                                shared ? DeviceCommKind::kHostStaged : DeviceCommKind::kNccl);
-}
-
-DeviceCommKind deviceCommKind(const Communicator& c) {
-  if (auto* d = dynamic_cast<const DeviceCommBase*>(&c)) return d->kind();
-  throw CommError(c.name() + " is not a device communicator");
-}
+bool isNcclCommunicator(const Communicator& c) { return dynamic_cast<const NcclCommunicator*>(&c) != nullptr; }
 
 }  // namespace sw

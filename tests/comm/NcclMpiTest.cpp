@@ -1,5 +1,5 @@
-// Device communicators under mpirun: every operation on GPU tensors through both kinds (NCCL and
-// host-staged MPI) against the values computed on the host, and the automatic choice (staged
+// The device communicator (comm/DeviceComm.h) under mpirun: every operation on GPU tensors through
+// both kinds (NCCL and host-staged MPI) against the values computed on the host, and the automatic choice (staged
 // exactly when two ranks drive the same GPU), and NCCL start-up bounded by the watchdog when a rank
 // never joins. Skips on every rank without a CUDA device.
 #include <gtest/gtest.h>
@@ -9,7 +9,7 @@
 #include <string>
 
 #include "backend/Backend.h"
-#include "comm/Nccl.h"
+#include "comm/DeviceComm.h"
 #include "core/Error.h"
 #include "mpi/MpiTestUtil.h"
 
@@ -28,7 +28,7 @@ class DeviceComm : public ::testing::Test {
   }
   CommPtr make(DeviceCommKind kind) {
     CommPtr host = runtime().world().split(0, runtime().rank(), "devtest");
-    return makeDeviceCommunicator(std::move(host), device_, be_->nativeStream(), kind);
+    return makeDeviceComm(std::move(host), *be_, /*ncclP2p=*/true, kind);
   }
   // Value i of rank r's tensor: distinct per rank and element, exact in float.
   static Tensor pattern(int64_t n, int r) {
@@ -97,7 +97,7 @@ TEST_F(DeviceComm, AutomaticKindAndNccl) {
   // when there are more local ranks than devices.
   const bool shared = runtime().localSize() > cudaDeviceCount();
   CommPtr host = runtime().world().split(0, runtime().rank(), "devauto");
-  CommPtr c = makeDeviceCommunicator(std::move(host), device_, be_->nativeStream());
+  CommPtr c = makeDeviceComm(std::move(host), *be_, /*ncclP2p=*/true);
   EXPECT_EQ(deviceCommKind(*c), shared ? DeviceCommKind::kHostStaged : DeviceCommKind::kNccl);
   exercise(*c);  // NCCL when each rank has its own GPU, else the staged fallback again
 }
@@ -114,7 +114,7 @@ TEST_F(DeviceComm, NcclStartupTimesOutWhenARankNeverJoins) {
   } else {
     const auto start = std::chrono::steady_clock::now();
     try {
-      makeDeviceCommunicator(std::move(host), device_, be_->nativeStream(), DeviceCommKind::kNccl);
+      makeDeviceComm(std::move(host), *be_, /*ncclP2p=*/true, DeviceCommKind::kNccl);
       ADD_FAILURE() << "NCCL start-up finished without rank " << p - 1;
     } catch (const CommError& e) {
       EXPECT_NE(std::string(e.what()).find("rank " + std::to_string(r) + " of " + std::to_string(p)),
