@@ -17,7 +17,7 @@ import tempfile
 TIMING = ("samples_per_s", "wall_s", "idle", "wait_ms", "peak_rss", "peak_tensor", "_s_per_step",
           "peak_held")
 
-SYN = ["data.name=synthetic", "data.synthetic_train=256", "data.synthetic_test=128", "train.batch_size=32",
+SYN = ["pipe.balance=macs", "data.name=synthetic", "data.synthetic_train=256", "data.synthetic_test=128", "train.batch_size=32",
        "train.epochs=2", "train.log_every_seconds=1000", "runtime.comm_timeout=60"]
 MLP = SYN + ["model.name=mlp", "model.hidden=32,32,32"]
 LENET = SYN + ["model.name=lenet", "model.width=4"]

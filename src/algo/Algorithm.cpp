@@ -11,7 +11,6 @@ ScheduleSpec Algorithm::shape(int world, int stages) const {
   s.stages = stages;
   s.replicas = topo.replicas();
   s.microbatches = cfg_.pipe.microbatches;
-  s.accumSteps = cfg_.train.accumSteps;
   if (cfg_.train.batchSize % s.replicas != 0)
     throw ConfigError("train.batch_size = " + std::to_string(cfg_.train.batchSize) + " is not divisible by the " +
                       std::to_string(s.replicas) + " replicas (" + topo.str() + ")");

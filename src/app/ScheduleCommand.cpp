@@ -8,6 +8,8 @@
 #include <iomanip>
 
 #include "algo/Registry.h"
+#include "algo/dtp/DtpAlgorithm.h"
+#include "algo/petra/PetraAlgorithm.h"
 #include "core/Error.h"
 #include "core/Strings.h"
 #include "schedule/Validator.h"
@@ -109,10 +111,11 @@ int scheduleCommand(const std::vector<std::string>& args, std::ostream& out) {
   // One round: M micro-batches (parle: K inner steps of M each).
   spec.microbatches = microbatches * steps;
   a->roundShape(spec, steps);
-  if (steps == 1) spec.steps = 1;
-  if (reconstruct) spec.reconFrom.assign(size_t(spec.stages), true);
-  spec.owner.assign(size_t(blocks) + 1, -1);  // DTP: round robin, as dtp.assign = round_robin
-  for (int i = 1; i <= blocks; ++i) spec.owner[size_t(i)] = i % replicas;
+  if (auto* d = spec.params.find<DelayedParams>(); d && reconstruct) d->reconFrom.assign(size_t(spec.stages), true);
+  if (auto* d = spec.params.find<DtpParams>()) {  // round robin, as dtp.assign = round_robin
+    d->owner.assign(size_t(blocks) + 1, -1);
+    for (int i = 1; i <= blocks; ++i) d->owner[size_t(i)] = i % replicas;
+  }
   out << algo << ": " << spec.stages << " stage(s) x " << spec.replicas << " replica(s), " << spec.microbatches
       << " micro-batch(es) per round; forward cost " << costs.forward << ", backward cost " << costs.backward << "\n";
   const std::vector<Program> programs = rankPrograms(*a, spec);

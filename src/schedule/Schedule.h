@@ -2,6 +2,7 @@
 // communication, no device; the same function feeds the Executor, the Validator and `stagewise
 // schedule`. Algorithms (src/algo) own their builders; this file holds what they share.
 #pragma once
+#include <any>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -15,38 +16,40 @@ namespace sw {
 // ones) with dropout off; nothing is kept for a backward (Parle's master re-estimates BN).
 enum class Phase { kTrain, kEval, kCalibrate };
 
-// Interlocking backprop's pairwise variants (algo/interlocking/Interlock.h).
-enum class PairwiseMode { kNextOnly, kSum, kMean };
+// What only one algorithm's program builder reads (its struct lives in its src/algo folder): set
+// by its plan(), read by its build(). The shared layers (executor, validator) never look inside.
+class ProgramParams {
+ public:
+  // The params of type P, made (default) if absent or of another type.
+  template <class P>
+  P& set() {
+    if (!std::any_cast<P>(&v_)) v_ = P{};
+    return *std::any_cast<P>(&v_);
+  }
+  template <class P>
+  P* find() { return std::any_cast<P>(&v_); }
+  // The params of type P, or P's defaults.
+  template <class P>
+  const P& get() const {
+    static const P kDefault{};
+    const P* p = std::any_cast<P>(&v_);
+    return p ? *p : kDefault;
+  }
+
+ private:
+  std::any v_;
+};
 
 struct ScheduleSpec {
   int stages = 1;
   int replicas = 1;
   int microbatches = 1;       // micro-batches in the round
-  bool verticalSync = false;  // pipedream: every stage uses the weight version stage 0 used
-  bool stash = true;          // pipedream: weight stashing (false: backward reads current weights)
   Phase phase = Phase::kTrain;
-  // SpecTrain (seed-spectrain.md 2): version 1 predicts weights s_f = floor(k/2) + S-k-1 steps
-  // ahead for forwards and s_b = floor(k/2) for backwards (capped at maxDistance when >= 0);
-  // version 2 is pipedream with stashing whose step the trainer scales by S - k.
-  int spectrainVersion = 1;
-  int maxDistance = -1;
-  // Delayed-gradient pipeline (PETRA family, seed-petra.md 1.2): optimizer step every
-  // accumSteps backward passes; stashParams: a backward uses its forward's weights;
-  // reconFrom[k]: stage k rebuilds its input from what stage k+1 sends back (kTagRecon).
-  int accumSteps = 1;
-  bool stashParams = false;
-  std::vector<bool> reconFrom;
-  // Interlocking backprop (seed-interlocking.md, algo/interlocking/Interlock.h): the stages are the
-  // components; communication distance d (0 = local) and the pairwise variant.
-  int distance = 1;
-  PairwiseMode pairwise = PairwiseMode::kNextOnly;
   // A send waits until the previous send on its (peer, tag) channel has been received: the
-  // reference's one-slot rendezvous queue, which bounds how far a rank runs ahead when nothing
-  // flows back (local). The Executor and the Validator both honour it.
+  // reference's one-slot rendezvous queue of interlocking backprop, which bounds how far a rank
+  // runs ahead when nothing flows back (local). The Executor and the Validator both honour it.
   bool boundedSends = false;
-  int steps = 1;              // parle: inner optimizer steps in the round (microbatches split evenly)
-  // DTP: owner[i] = the replica that trains feedback block G_i (index 0 unused, -1).
-  std::vector<int> owner;
+  ProgramParams params;  // the algorithm's own (e.g. PipeDreamParams, DelayedParams)
 };
 
 class Schedule {

@@ -121,6 +121,7 @@ ScheduleSpec DtpAlgorithm::plan(int world) const {
   ScheduleSpec s;
   s.stages = 1;
   s.replicas = world;  // every rank a replica of the whole model, each training its own G blocks
+  s.params.set<DtpParams>();  // the owners once the feedback costs are known (attach)
   return s;
 }
 
@@ -138,7 +139,7 @@ void DtpAlgorithm::checkModel(Model& model, const ScheduleSpec& spec) {
 }
 
 void DtpAlgorithm::attach(AlgoEnv& env) {
-  env.spec->owner = owner_;
+  env.spec->params.set<DtpParams>().owner = owner_;
   if (env.world->rank() != 0) return;
   std::ostringstream os;
   double total = 0, worst = 0;
@@ -168,7 +169,7 @@ void DtpAlgorithm::bind(AlgoEnv& env) {
 }
 
 Program DtpAlgorithm::build(const RankCoord& me, const ScheduleSpec& spec) const {
-  return buildDtpProgram(me.replica, spec.replicas, spec.microbatches, spec.owner);
+  return buildDtpProgram(me.replica, spec.replicas, spec.microbatches, spec.params.get<DtpParams>().owner);
 }
 
 std::unique_ptr<SlotState> DtpAlgorithm::newSlotState() const { return std::make_unique<DtpSlot>(); }

@@ -4,7 +4,7 @@
 // feedback blocks are spread over the ranks, every rank holds the whole model and runs the same
 // forward update). One round is one mini-batch; rank r's program:
 //   Load, Forward          every rank, the same batch (data is not parallelised)
-//   TrainFeedback i        for each feedback block G_i this rank owns (spec.owner)
+//   TrainFeedback i        for each feedback block G_i this rank owns (DtpParams::owner)
 //   SyncFeedback i         for i = 1..L on every rank (dtp_parallel): G_i's weight from its owner
 //   ComputeTargets, Backward (layer-local losses into each block only), OptimizerStep
 // Sequential DTP is the same program with every block owned by the only rank and no syncs, which
@@ -23,6 +23,11 @@ namespace sw {
 enum class DtpKind { kSequential, kLayerParallel };
 std::unique_ptr<Algorithm> makeDtp(const TrainConfig& cfg, DtpKind kind);
 
+// The program shape (ScheduleSpec::params): owner[i] = the replica that trains feedback block G_i
+// (index 0 unused, -1).
+struct DtpParams {
+  std::vector<int> owner;
+};
 // The program of replica `rank` of `world` (stage 0 of 1) for `batches` mini-batches.
 Program buildDtpProgram(int rank, int world, int batches, const std::vector<int>& owner);
 

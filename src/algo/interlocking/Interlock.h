@@ -21,6 +21,8 @@
 
 namespace sw {
 
+// The pairwise variants.
+enum class PairwiseMode { kNextOnly, kSum, kMean };
 PairwiseMode parsePairwiseMode(const std::string& s);  // throws ConfigError
 const char* pairwiseModeName(PairwiseMode m);
 

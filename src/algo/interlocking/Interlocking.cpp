@@ -22,7 +22,8 @@ class Interlocking : public Schedule {
   std::string_view name() const override { return "interlocking"; }
   bool flushed() const override { return false; }  // one optimizer step per mini-batch
   Program build(int c, const ScheduleSpec& spec) const override {
-    const InterlockRule rule{.components = spec.stages, .distance = spec.distance, .mode = spec.pairwise};
+    const InterlockParams& ip = spec.params.get<InterlockParams>();
+    const InterlockRule rule{.components = spec.stages, .distance = ip.distance, .mode = ip.pairwise};
     const int K = spec.stages;
     Program p;
     for (int mb = 0; mb < spec.microbatches; ++mb) {

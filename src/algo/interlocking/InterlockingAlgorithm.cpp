@@ -83,13 +83,14 @@ class Interlocking : public Algorithm {
       throw ConfigError("train.algo = " + algo + " updates after every mini-batch: "
                         "pipe.microbatches and train.accum_steps must be 1");
     ScheduleSpec s = shape(world, stagesOr(world, world));
-    s.distance = local_ ? 0 : cfg_.interlocking.n - 1;
-    s.pairwise = parsePairwiseMode(cfg_.interlocking.pairwiseMode);
+    InterlockParams& ip = s.params.set<InterlockParams>();
+    ip.distance = local_ ? 0 : cfg_.interlocking.n - 1;
+    ip.pairwise = parsePairwiseMode(cfg_.interlocking.pairwiseMode);
     s.boundedSends = true;
-    if (local_ && s.pairwise != PairwiseMode::kNextOnly)
+    if (local_ && ip.pairwise != PairwiseMode::kNextOnly)
       throw ConfigError("interlocking.pairwise_mode = " + cfg_.interlocking.pairwiseMode +
                         " needs train.algo = interlocking with interlocking.n = 2, not train.algo = local");
-    InterlockRule{.components = s.stages, .distance = s.distance, .mode = s.pairwise}.validate("train.algo = " + algo);
+    InterlockRule{.components = s.stages, .distance = ip.distance, .mode = ip.pairwise}.validate("train.algo = " + algo);
     if (s.stages == 1 && world != 1)
       throw ConfigError("train.algo = " + algo + " with pipe.stages = 1 runs every component in one process: run it on "
                         "one rank, or set pipe.stages = " + std::to_string(world) + " for one component per rank");
@@ -182,7 +183,8 @@ void Interlocking::attach(AlgoEnv& env) {
   Model& model = *env.model;
   if (spec.stages > 1) components_ = *env.parts;
   const int K = int(components_.size());
-  rule_ = InterlockRule{.components = K, .distance = spec.distance, .mode = spec.pairwise};
+  const InterlockParams& ip = spec.params.get<InterlockParams>();
+  rule_ = InterlockRule{.components = K, .distance = ip.distance, .mode = ip.pairwise};
   rule_.validate("train.algo = " + cfg_.train.algo);
   int64_t auxParams = 0;
   for (int c = 0; c + 1 < K; ++c) {
@@ -209,11 +211,11 @@ void Interlocking::attach(AlgoEnv& env) {
     for (int c = 0; c < K; ++c)
       os << (c ? ", " : "") << "c" << c << " = blocks " << components_[size_t(c)].begin << ".."
          << components_[size_t(c)].end - 1;
-    const int n = spec.distance + 1;
+    const int n = ip.distance + 1;
     SW_INFO(cfg_.train.algo << ": " << K << " components (" << os.str() << "), "
-                            << (spec.distance == 0 ? std::string("local") : std::to_string(n) + "-wise")
-                            << (spec.pairwise != PairwiseMode::kNextOnly ? std::string(" ") + pairwiseModeName(spec.pairwise) : "")
-                            << (spec.distance >= K - 1 && K > 1 ? " (= global backprop)" : "") << ", aux head '"
+                            << (ip.distance == 0 ? std::string("local") : std::to_string(n) + "-wise")
+                            << (ip.pairwise != PairwiseMode::kNextOnly ? std::string(" ") + pairwiseModeName(ip.pairwise) : "")
+                            << (ip.distance >= K - 1 && K > 1 ? " (= global backprop)" : "") << ", aux head '"
                             << cfg_.interlocking.aux << "'"
                             << (spec.stages == 1 ? " (" + std::to_string(auxParams) + " aux parameters)" : "")
                             << (spec.stages == 1 ? ", all in this process" : ", one per rank"));

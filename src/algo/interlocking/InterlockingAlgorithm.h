@@ -17,6 +17,12 @@ namespace sw {
 // kNWise: interlocking.n-wise gradients; kLocal: every component on its own loss (n = 1).
 enum class InterlockingKind { kNWise, kLocal };
 std::unique_ptr<Algorithm> makeInterlocking(const TrainConfig& cfg, InterlockingKind kind);
+// The program shape (ScheduleSpec::params): the stages are the components; communication
+// distance d (0 = local) and the pairwise variant.
+struct InterlockParams {
+  int distance = 1;
+  PairwiseMode pairwise = PairwiseMode::kNextOnly;
+};
 std::unique_ptr<Schedule> makeInterlockingSchedule();
 
 // The component block ranges of an interlocking/local run (all of them, also on a stage rank).

@@ -25,6 +25,11 @@ std::unique_ptr<Algorithm> makeParle(const TrainConfig& cfg);
 // inner steps (kAfterSteps, L >= 1) or before every step (kEveryStep, Elastic-SGD with L = 0).
 enum class ParleCoupling { kAfterSteps, kEveryStep };
 std::unique_ptr<Schedule> makeParleSchedule(const std::string& pipeline, ParleCoupling coupling);
+// The program shape (ScheduleSpec::params): inner optimizer steps in the round (the micro-batches
+// split evenly between them).
+struct ParleParams {
+  int steps = 1;
+};
 
 struct ParleContext {
   Backend* be = nullptr;
@@ -48,7 +53,7 @@ class ParleAlgorithm : public Algorithm {
   void bind(AlgoEnv& env) override;
   Program build(const RankCoord& me, const ScheduleSpec& spec) const override { return sched_->build(me.stage, spec); }
   bool flushed() const override { return false; }  // several optimizer steps per round
-  void roundShape(ScheduleSpec& spec, int batches) const override { spec.steps = batches; }
+  void roundShape(ScheduleSpec& spec, int batches) const override { spec.params.set<ParleParams>().steps = batches; }
   // Mini-batches per round: one synchronisation block (L, or 1 for Elastic-SGD with L = 0).
   int roundBatches(int64_t) const override { return std::max(1, cfg_.parle.L); }
   void rates(const RoundPos& pos, RoundInputs& ri) const override { perStepRates(pos, ri); }

@@ -1,6 +1,6 @@
 // Parle (Chaudhari et al., SysML 2018; spec seed-parle.md sections 3 and 6): every replica runs
 // its own flushed pipeline (the inner schedule, built for one replica, so with no ReduceGrads)
-// for `spec.steps` inner optimizer steps, then one ElasticSync over the stage's replicas: one
+// for ParleParams::steps inner optimizer steps, then one ElasticSync over the stage's replicas: one
 // allreduce of the stage's parameters per synchronisation, on the communicator that joins the
 // same stage of every replica. A round is one synchronisation block. Elastic-SGD (L = 0) couples
 // before every step instead: ElasticSync (the mean of the weights) precedes each OptimizerStep.
@@ -17,17 +17,18 @@ class Parle : public Schedule {
   std::string_view name() const override { return "parle"; }
   bool flushed() const override { return false; }  // several optimizer steps per round
   Program build(int stage, const ScheduleSpec& spec) const override {
-    if (spec.steps < 1 || spec.microbatches % spec.steps != 0)
+    const int steps = spec.params.get<ParleParams>().steps;
+    if (steps < 1 || spec.microbatches % steps != 0)
       throw Error("parle round of " + std::to_string(spec.microbatches) + " micro-batches cannot be split into " +
-                  std::to_string(spec.steps) + " inner steps");
-    const int m = spec.microbatches / spec.steps;
+                  std::to_string(steps) + " inner steps");
+    const int m = spec.microbatches / steps;
     ScheduleSpec one = spec;
     one.replicas = 1;  // the replica alone: no gradient averaging
     one.microbatches = m;
-    one.steps = 1;
+    one.params = {};  // the inner pipeline (1f1b, gpipe, mp) has none of its own
     Program p;
     const Step sync{{.op = Op::kElasticSync}};
-    for (int j = 0; j < spec.steps; ++j) {
+    for (int j = 0; j < steps; ++j) {
       for (Step s : inner_->build(stage, one)) {
         for (Instr& in : s)
           if (in.mb >= 0) in.mb += j * m;

@@ -25,12 +25,13 @@ class Delayed : public Schedule {
   std::string_view name() const override { return "petra"; }
   bool flushed() const override { return false; }
   Program build(int stage, const ScheduleSpec& spec) const override {
-    const int J = spec.stages, M = spec.microbatches, k = std::max(1, spec.accumSteps);
+    const DelayedParams& dp = spec.params.get<DelayedParams>();
+    const int J = spec.stages, M = spec.microbatches, k = std::max(1, dp.accumSteps);
     const int j = stage;
     const bool last = j == J - 1;
     const int delay = 2 * (J - 1 - j);
     const int slots = std::max(1, std::min(delay + 1, M));
-    auto recon = [&](int s) { return s >= 0 && s < J - 1 && s < int(spec.reconFrom.size()) && spec.reconFrom[s]; };
+    auto recon = [&](int s) { return s >= 0 && s < J - 1 && s < int(dp.reconFrom.size()) && dp.reconFrom[s]; };
     const int ticks = M + 2 * (J - 1);
     // Pass 1: weight versions. fwd[m] = updates applied before m's forward; which versions a
     // backward needs after the weights moved on (stashed right after the update making them).
@@ -42,7 +43,7 @@ class Delayed : public Schedule {
         const int mf = t - j, mb = last ? mf : t - 2 * (J - 1) + j;
         if (mf >= 0 && mf < M) fwd[mf] = c;
         if (mb >= 0 && mb < M) {
-          if (spec.stashParams && fwd[mb] != c) needed.insert(fwd[mb]);
+          if (dp.stashParams && fwd[mb] != c) needed.insert(fwd[mb]);
           if (++count == k) ++c, count = 0;
         }
       }
@@ -51,7 +52,7 @@ class Delayed : public Schedule {
       Step s;
       if (!last && recon(j)) s.push_back({.op = Op::kRecvGrad, .mb = m, .slot = m % slots, .peer = j + 1, .tag = kTagRecon});
       if (!last) s.push_back({.op = Op::kRecvGrad, .mb = m, .slot = m % slots, .peer = j + 1, .tag = kTagGrad});
-      const int v = spec.stashParams && fwd[m] != c ? fwd[m] : -1;
+      const int v = dp.stashParams && fwd[m] != c ? fwd[m] : -1;
       s.push_back({.op = Op::kBackward, .mb = m, .slot = m % slots, .version = v});
       if (j > 0 && recon(j - 1)) s.push_back({.op = Op::kSendGrad, .mb = m, .slot = m % slots, .peer = j - 1, .tag = kTagRecon});
       if (j > 0) s.push_back({.op = Op::kSendGrad, .mb = m, .slot = m % slots, .peer = j - 1, .tag = kTagGrad});

@@ -50,7 +50,9 @@ class Petra : public Algorithm {
       throw ConfigError("train.algo = petra: a micro-batch is one mini-batch (train.batch_size), "
                         "pipe.microbatches must be 1 (use train.accum_steps to accumulate)");
     ScheduleSpec s = shape(world, stagesOr(world, world));
-    s.stashParams = p.storeParams || p.storeContext;
+    DelayedParams& d = s.params.set<DelayedParams>();
+    d.accumSteps = cfg_.train.accumSteps;
+    d.stashParams = p.storeParams || p.storeContext;
     return s;
   }
   void attach(AlgoEnv& env) override {
@@ -58,11 +60,12 @@ class Petra : public Algorithm {
     // (The synchronous mp schedule sends nothing back: each stage then keeps its top block's
     // input and inverts the reversible blocks below it.)
     ScheduleSpec& s = *env.spec;
-    s.reconFrom.assign(size_t(s.stages), false);
+    std::vector<bool>& recon = s.params.set<DelayedParams>().reconFrom;
+    recon.assign(size_t(s.stages), false);
     if (storage_ == Retain::kReconstruct && delayed_)
       for (int k = 0; k + 1 < s.stages; ++k)
-        s.reconFrom[size_t(k)] = env.model->block((*env.parts)[size_t(k)].end - 1).reversible();
-    reconFromNext_ = s.reconFrom[size_t(env.coord.stage)];
+        recon[size_t(k)] = env.model->block((*env.parts)[size_t(k)].end - 1).reversible();
+    reconFromNext_ = recon[size_t(env.coord.stage)];
   }
   Program build(const RankCoord& me, const ScheduleSpec& spec) const override { return sched_->build(me.stage, spec); }
   bool flushed() const override { return !delayed_; }

@@ -6,12 +6,21 @@
 // = backprop when synchronous).
 #pragma once
 #include <memory>
+#include <vector>
 
 #include "algo/Algorithm.h"
 
 namespace sw {
 
 std::unique_ptr<Algorithm> makePetra(const TrainConfig& cfg);
+// The program shape (ScheduleSpec::params; seed-petra.md 1.2): an optimizer step every accumSteps
+// backward passes; stashParams: a backward uses its forward's weights; reconFrom[k]: stage k
+// rebuilds its input from what stage k+1 sends back (kTagRecon).
+struct DelayedParams {
+  int accumSteps = 1;
+  bool stashParams = false;
+  std::vector<bool> reconFrom;
+};
 std::unique_ptr<Schedule> makeDelayedSchedule();
 
 }  // namespace sw

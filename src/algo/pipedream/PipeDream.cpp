@@ -20,6 +20,7 @@ class PipeDream : public Schedule {
   bool flushed() const override { return false; }
   Program build(int stage, const ScheduleSpec& spec) const override {
     const int S = spec.stages, M = spec.microbatches;
+    const PipeDreamParams& pd = spec.params.get<PipeDreamParams>();
     const int slots = std::min(S - stage, M);
     // Version stage 0 used for each micro-batch's forward (vertical sync).
     std::vector<int> v0(M, 0);
@@ -38,9 +39,9 @@ class PipeDream : public Schedule {
     int c = 0;
     for (size_t i = 0; i < order.size(); ++i) {
       const OrderItem& it = order[i];
-      if (it.forward) fwdVersion[it.mb] = spec.verticalSync ? v0[it.mb] : c;
+      if (it.forward) fwdVersion[it.mb] = pd.verticalSync ? v0[it.mb] : c;
       // Without stashing a backward reads whatever weights are current (spec's "vanilla").
-      desired[i] = (spec.stash || it.forward) ? fwdVersion[it.mb] : c;
+      desired[i] = (pd.stash || it.forward) ? fwdVersion[it.mb] : c;
       if (desired[i] != c) needed.insert(desired[i]);
       if (!it.forward) ++c;
     }

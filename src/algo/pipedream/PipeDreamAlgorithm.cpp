@@ -21,10 +21,10 @@ class PipeDream : public Algorithm {
       throw ConfigError("train.algo = " + cfg_.train.algo + " updates after every mini-batch: "
                         "pipe.microbatches and train.accum_steps must be 1");
     ScheduleSpec s = shape(world, stagesOr(world, world));
-    s.verticalSync = cfg_.pipedream.verticalSync;
-    s.stash = cfg_.pipedream.stash || spectrain_;
-    s.spectrainVersion = cfg_.spectrain.version;
-    s.maxDistance = cfg_.spectrain.maxDistance;
+    PipeDreamParams& pd = s.params.set<PipeDreamParams>();
+    pd.verticalSync = cfg_.pipedream.verticalSync;
+    pd.stash = cfg_.pipedream.stash || spectrain_;
+    pd.maxDistance = cfg_.spectrain.maxDistance;
     return s;
   }
   void bind(AlgoEnv& env) override {

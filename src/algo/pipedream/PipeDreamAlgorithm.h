@@ -11,6 +11,14 @@ namespace sw {
 
 enum class PipeDreamKind { kPipeDream, kSpecTrain };
 std::unique_ptr<Algorithm> makePipeDream(const TrainConfig& cfg, PipeDreamKind kind);
+// The program shape (ScheduleSpec::params). SpecTrain v1 (seed-spectrain.md 2) predicts weights
+// s_f = floor(k/2) + S-k-1 steps ahead for forwards and s_b = floor(k/2) for backwards, capped at
+// maxDistance when >= 0 (v2 is pipedream with stashing and an (S-k)-fold step).
+struct PipeDreamParams {
+  bool verticalSync = false;  // every stage uses the weight version stage 0 used
+  bool stash = true;          // weight stashing (false: backward reads current weights)
+  int maxDistance = -1;
+};
 std::unique_ptr<Schedule> makePipeDreamSchedule();
 std::unique_ptr<Schedule> makeSpecTrainSchedule();  // v1
 

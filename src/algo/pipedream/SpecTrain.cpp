@@ -19,7 +19,8 @@ class SpecTrainV1 : public Schedule {
   Program build(int stage, const ScheduleSpec& spec) const override {
     const int S = spec.stages, M = spec.microbatches;
     const int slots = std::min(S - stage, M);
-    auto cap = [&](int s) { return spec.maxDistance >= 0 ? std::min(s, spec.maxDistance) : s; };
+    const int maxDistance = spec.params.get<PipeDreamParams>().maxDistance;
+    auto cap = [&](int s) { return maxDistance >= 0 ? std::min(s, maxDistance) : s; };
     const int sf = cap(stage / 2 + S - stage - 1), sb = cap(stage / 2);
     Program p;
     for (const OrderItem& it : oneFOneBOrder(stage, S, M)) {

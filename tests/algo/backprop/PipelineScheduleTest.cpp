@@ -6,6 +6,7 @@
 
 #include "comm/Topology.h"
 #include "core/Error.h"
+#include "algo/pipedream/PipeDreamAlgorithm.h"
 #include "algo/Registry.h"
 #include "nn/Partition.h"
 #include "schedule/Validator.h"
@@ -22,7 +23,8 @@ TEST(Schedule, EveryAlgorithmValidOverTheGrid) {
         for (int R : {1, 2})
           for (bool vs : {false, true}) {
             if (vs && std::string(algo) != "pipedream") continue;
-            ScheduleSpec spec{.stages = S, .replicas = R, .microbatches = M, .verticalSync = vs};
+            ScheduleSpec spec{.stages = S, .replicas = R, .microbatches = M};
+            if (vs) spec.params.set<PipeDreamParams>().verticalSync = true;
             SimResult r = simulate(*sched, spec);
             ASSERT_TRUE(r.ok) << algo << " S=" << S << " M=" << M << " R=" << R << " vs=" << vs << ": " << r.error;
             // Each micro-batch crosses S-1 boundaries forward and back, in every replica.

@@ -608,8 +608,7 @@ TEST(Schedule, InterlockingValidOverTheGrid) {
           for (PairwiseMode mode : {PairwiseMode::kNextOnly, PairwiseMode::kSum, PairwiseMode::kMean}) {
             if (mode != PairwiseMode::kNextOnly && d != 1) continue;
             ScheduleSpec spec{.stages = S, .replicas = R, .microbatches = M};
-            spec.distance = d;
-            spec.pairwise = mode;
+            spec.params.set<InterlockParams>() = {.distance = d, .pairwise = mode};
             spec.boundedSends = true;
             SimResult r = simulate(*sched, spec, SimCosts{.aux = 0.5});
             ASSERT_TRUE(r.ok) << "S=" << S << " M=" << M << " d=" << d << " R=" << R << ": " << r.error;
@@ -631,7 +630,7 @@ double period(int S, int d) {
   auto sched = makeInterlockingSchedule();
   auto span = [&](int M) {
     ScheduleSpec spec{.stages = S, .microbatches = M};
-    spec.distance = d;
+    spec.params.set<InterlockParams>().distance = d;
     spec.boundedSends = true;
     SimResult r = simulate(*sched, spec, SimCosts{.forward = 1, .backward = 2, .aux = 0, .inputGrad = 1});
     EXPECT_TRUE(r.ok) << r.error;
@@ -656,7 +655,7 @@ TEST(Schedule, InterlockingPeriodsUnderUnitCosts) {
 TEST(Validator, CatchesInterlockingMistakes) {
   auto sched = makeInterlockingSchedule();
   ScheduleSpec spec{.stages = 3, .microbatches = 2};
-  spec.distance = 2;
+  spec.params.set<InterlockParams>().distance = 2;
   spec.boundedSends = true;
   std::vector<Program> ok;
   for (int k = 0; k < 3; ++k) ok.push_back(sched->build(k, spec));

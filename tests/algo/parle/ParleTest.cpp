@@ -259,7 +259,8 @@ TEST(ParleSchedule, ProgramsValidOverTheGrid) {
             for (int steps : {1, 4}) {
               if (c == ParleCoupling::kEveryStep && steps > 1) continue;  // L = 0: one step a round
               auto sched = makeParleSchedule(pipe, c);
-              ScheduleSpec spec{.stages = S, .replicas = R, .microbatches = M * steps, .steps = steps};
+              ScheduleSpec spec{.stages = S, .replicas = R, .microbatches = M * steps};
+              spec.params.set<ParleParams>().steps = steps;
               SimResult r = simulate(*sched, spec);
               ASSERT_TRUE(r.ok) << pipe << " S=" << S << " R=" << R << " M=" << M << " steps=" << steps << ": " << r.error;
               EXPECT_EQ(r.messages, 2 * (S - 1) * M * steps * R);
@@ -278,7 +279,8 @@ TEST(ParleSchedule, ProgramsValidOverTheGrid) {
 }
 
 TEST(ParleSchedule, ValidatorCatchesBrokenSyncs) {
-  const ScheduleSpec spec{.stages = 2, .replicas = 2, .microbatches = 4, .steps = 2};
+  ScheduleSpec spec{.stages = 2, .replicas = 2, .microbatches = 4};
+  spec.params.set<ParleParams>().steps = 2;
   auto sched = makeParleSchedule("1f1b", ParleCoupling::kAfterSteps);
   std::vector<Program> progs;
   for (int r = 0; r < 4; ++r) progs.push_back(sched->build(r % 2, spec));

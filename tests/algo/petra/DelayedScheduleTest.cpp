@@ -4,6 +4,7 @@
 
 #include "comm/Topology.h"
 #include "core/Error.h"
+#include "algo/petra/PetraAlgorithm.h"
 #include "algo/Registry.h"
 #include "nn/Partition.h"
 #include "schedule/Validator.h"
@@ -22,12 +23,13 @@ TEST(Schedule, DelayedPipelineValidWithEveryOption) {
         for (int pattern = 0; pattern < 3; ++pattern)
           for (bool stash : {false, true}) {
             ScheduleSpec spec{.stages = S, .microbatches = M};
-            spec.accumSteps = k;
-            spec.stashParams = stash;
+            DelayedParams& dp = spec.params.set<DelayedParams>();
+            dp.accumSteps = k;
+            dp.stashParams = stash;
             int recon = 0;
             for (int j = 0; j < S; ++j) {
               const bool r = j + 1 < S && (pattern == 1 || (pattern == 2 && j % 2 == 0));
-              spec.reconFrom.push_back(r);
+              dp.reconFrom.push_back(r);
               recon += r;
             }
             SimResult res = simulate(*sched, spec);
@@ -42,7 +44,7 @@ TEST(Schedule, DelayedPipelineValidWithEveryOption) {
 TEST(Schedule, DelayedPipelineFollowsTheTickSchedule) {
   const int J = 4, M = 9, k = 2;
   ScheduleSpec spec{.stages = J, .microbatches = M};
-  spec.accumSteps = k;
+  spec.params.set<DelayedParams>().accumSteps = k;
   auto sched = makeSchedule("petra");
   for (int j = 0; j < J; ++j) {
     const Program p = sched->build(j, spec);

@@ -4,6 +4,7 @@
 
 #include "comm/Topology.h"
 #include "core/Error.h"
+#include "algo/pipedream/PipeDreamAlgorithm.h"
 #include "algo/Registry.h"
 #include "nn/Partition.h"
 #include "schedule/Validator.h"
@@ -35,9 +36,9 @@ TEST(Schedule, SpecTrainPredictionDistances) {
     }
   // Capping the distance at 0 leaves plain pipedream without stashing.
   ScheduleSpec capped{.stages = 4, .microbatches = 6};
-  capped.maxDistance = 0;
+  capped.params.set<PipeDreamParams>().maxDistance = 0;
   ScheduleSpec nostash{.stages = 4, .microbatches = 6};
-  nostash.stash = false;
+  nostash.params.set<PipeDreamParams>().stash = false;
   // (Without stashing every version a pipedream backward names is the current one: same program.)
   auto plain = [](Program p) {
     for (Step& s : p)
