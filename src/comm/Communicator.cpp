@@ -27,11 +27,18 @@ namespace {
 class CompletionWork final : public Work {
  public:
   CompletionWork(WorkPtr inner, std::function<void()> onDone) : inner_(std::move(inner)), onDone_(std::move(onDone)) {}
+  // Never blocks: a work dropped unwaited means the rank is unwinding from an error, and waiting
+  // could cost the whole watchdog timeout per pending message. The inner work decides about its
+  // own buffers (MPI leaks an unfinished one's); what onDone holds (staging buffers) is leaked
+  // too while the operation may still run, so nothing can write into freed memory.
   ~CompletionWork() override {
+    if (finished_ || !onDone_) return;
+    bool done = false;
     try {
-      wait();
-    } catch (...) {  // a destructor must not throw; wait() already reported through the caller
+      done = inner_->done();
+    } catch (...) {
     }
+    if (!done) new std::function<void()>(std::move(onDone_));
   }
   void wait() override {
     if (finished_) return;

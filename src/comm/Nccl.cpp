@@ -90,23 +90,32 @@ struct NcclState {
   std::string name;
   ~NcclState() {
     // ncclCommDestroy finalizes first (blocking, also for a non-blocking communicator) when
-    // ncclCommFinalize was not called; abort already freed an aborted one.
-    if (comm && !aborted) ncclCommDestroy(comm);
+    // ncclCommFinalize was not called; abort already freed an aborted one (comm is then null).
+    if (comm) ncclCommDestroy(comm);
     if (stream) cudaStreamDestroy(stream);
   }
-  // Aborts the communicator (unblocks every pending kernel of it) and throws.
+  // Aborts the communicator: every pending kernel of it ends, and the freed handle is cleared so
+  // no later work queries it.
+  void abort() {
+    if (aborted || !comm) return;
+    aborted = true;
+    ncclCommAbort(comm);
+    comm = nullptr;
+  }
+  // Aborts and throws.
   [[noreturn]] void fail(const std::string& why) {
-    if (!aborted && comm) {
-      aborted = true;
-      ncclCommAbort(comm);
-    }
+    abort();
     throw CommError(name + ": " + why + " (NCCL communicator aborted)");
+  }
+  void throwIfAborted(const std::string& what) const {
+    if (aborted) throw CommError(name + ": " + what + ": the communicator was aborted by an earlier failure");
   }
   // A non-blocking communicator answers ncclInProgress while its start-up, or the enqueueing of
   // an operation, is still under way; nothing else may be called on it (nor work queued on its
   // stream) until it reports ncclSuccess. Polls until then, failing on an error or after
   // `timeout` seconds.
   void settle(const std::string& what, double timeout) {
+    throwIfAborted(what);
     const auto start = std::chrono::steady_clock::now();
     for (;;) {
       ncclResult_t state = ncclSuccess;
@@ -127,22 +136,23 @@ class NcclWork final : public Work {
   NcclWork(std::shared_ptr<NcclState> st, cudaEvent_t done, cudaStream_t compute, double timeout,
            std::string what)
       : st_(std::move(st)), done_(done), compute_(compute), timeout_(timeout), what_(std::move(what)) {}
+  // Never waits out the watchdog: an unfinished operation dropped unwaited means the rank is
+  // unwinding from an error, so the communicator is aborted (its kernels end at once) instead.
   ~NcclWork() override {
-    try {
-      wait();
-    } catch (...) {
-    }
+    if (!waited_ && cudaEventQuery(done_) == cudaErrorNotReady) st_->abort();
     cudaEventDestroy(done_);
   }
   // nccl-tests' testStreamSynchronize: poll the event, the async error and the watchdog.
   void wait() override {
     if (waited_) return;
+    st_->throwIfAborted(what_);
     const auto start = std::chrono::steady_clock::now();
     for (;;) {
       const cudaError_t q = cudaEventQuery(done_);
       if (q == cudaSuccess) break;
       if (q != cudaErrorNotReady) st_->fail(what_ + ": CUDA error " + cudaGetErrorString(q));
       ncclResult_t async = ncclSuccess;
+      st_->throwIfAborted(what_);  // another work's failure freed the communicator
       ncclCommGetAsyncError(st_->comm, &async);
       if (async != ncclSuccess && async != ncclInProgress)
         st_->fail(what_ + ": " + ncclGetErrorString(async));

@@ -174,7 +174,16 @@ void addRuntimeKeys(std::vector<Key>& k) {
       {"runtime.cpu_conv", "auto", "CPU convolution: auto (oneDNN direct kernels where the build has them) | im2col (batched im2col + GEMM)",
        [](TrainConfig& c, const std::string& v) { c.runtime.cpuConv = oneOf("runtime.cpu_conv", v, {"auto", "im2col"}); }},
       {"runtime.nccl_p2p", "false", "GPU runs: point-to-point (pipeline) messages over NCCL too; default: collectives on NCCL, point-to-point staged through MPI (tag-matched, any order)",
-       [](TrainConfig& c, const std::string& v) { c.runtime.ncclP2p = toBool("runtime.nccl_p2p", v); }},
+       [](TrainConfig& c, const std::string& v) {
+         c.runtime.ncclP2p = toBool("runtime.nccl_p2p", v);
+         // NCCL has no tags and runs a communicator's operations in issue order; the executor posts
+         // receives ahead of the sends a peer waits for (MPI matches them by tag in any order), so
+         // pipeline messages over NCCL could deadlock. Refused until the schedules issue them grouped.
+         if (c.runtime.ncclP2p)
+           throw ConfigError("runtime.nccl_p2p = true is not supported yet: NCCL point-to-point has no tags and "
+                             "runs in issue order, and the pipelines post receives early (a deadlock risk); "
+                             "pipeline messages are staged through MPI, collectives use NCCL");
+       }},
       {"runtime.device", "cpu", "cpu|cuda|auto (cpu-staged: tests only, the CPU backend run as if it were a device)",
        [](TrainConfig& c, const std::string& v) { c.runtime.device = oneOf("runtime.device", v, {"cpu", "cuda", "auto", "cpu-staged"}); }},
       {"runtime.comm_timeout", "300", "seconds a rank waits for a peer before declaring it dead (exit 3)",

@@ -3,6 +3,7 @@
 // helpers, and the watchdog turning a missing peer into a CommError instead of a hang.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 
 #include "comm/Mpi.h"
@@ -37,6 +38,30 @@ TEST(Comm, RingSendRecv) {
   const float src = float((r + n - 1) % n) * 1000.f;
   EXPECT_EQ(in.data()[0], src);
   EXPECT_EQ(in.data()[len - 1], src + float(len - 1));
+}
+
+// A failing rank unwinds with works it never waited for: dropping one (a staged receive whose
+// completion would copy to the device) returns at once, not after the watchdog timeout, and
+// does not run the completion. The message arrives later and lands in the kept buffer.
+TEST(Comm, DroppingAnUnwaitedWorkNeverBlocks) {
+  Communicator& w = runtime().world();
+  if (w.size() < 2) GTEST_SKIP() << "needs 2 ranks";
+  CommPtr c = w.split(0, w.rank(), "drop");
+  c->setOptions(CommOptions{.timeoutSeconds = 20});
+  bool completed = false;
+  if (c->rank() == 0) {
+    Tensor in = Tensor::empty(Shape({64}));
+    const auto t0 = std::chrono::steady_clock::now();
+    {
+      WorkPtr work = withCompletion(c->recv(in, 1, 99), [&completed] { completed = true; });
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_LT(secs, 1.0) << "dropping an unwaited work blocked";
+    EXPECT_FALSE(completed) << "the completion of a dropped work ran";
+  }
+  c->barrier();
+  if (c->rank() == 1) c->send(iota(64, 1.f), 0, 99)->wait();
+  c->barrier();
 }
 
 TEST(Comm, TagsKeepChannelsApart) {

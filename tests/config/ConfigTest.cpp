@@ -41,11 +41,14 @@ TEST(Config, DefaultsIniAndOverrides) {
 // This session's keys reach their sections; bad values are named.
 TEST(Config, ScheduleConvolutionAndTransportKeys) {
   TrainConfig c = parseConfig("", {"optim.schedule=poly", "optim.poly_reach_zero=false", "optim.poly_per_iteration=true",
-                                   "runtime.cpu_conv=im2col", "runtime.nccl_p2p=true"});
+                                   "runtime.cpu_conv=im2col", "runtime.nccl_p2p=false"});
   EXPECT_FALSE(c.lr.polyReachZero);
   EXPECT_TRUE(c.lr.polyPerIteration);
   EXPECT_EQ(c.runtime.cpuConv, "im2col");
-  EXPECT_TRUE(c.runtime.ncclP2p);
+  EXPECT_FALSE(c.runtime.ncclP2p);
+  // NCCL point-to-point is refused with the reason (tag-free, issue-ordered, receives posted early).
+  EXPECT_NE(errorOf([] { parseConfig("", {"runtime.nccl_p2p=true"}); }).find("runtime.nccl_p2p = true is not supported"),
+            std::string::npos);
   EXPECT_NE(errorOf([] { parseConfig("", {"runtime.cpu_conv=fast"}); }).find("runtime.cpu_conv"), std::string::npos);
   EXPECT_NE(errorOf([] { parseConfig("", {"optim.poly_per_iteration=maybe"}); }).find("optim.poly_per_iteration"),
             std::string::npos);

@@ -232,6 +232,21 @@ TEST(GradCheck, BatchNorm) {
   }
 }
 
+// One value per channel (N*H*W == 1) has no batch variance: an error in training, as in PyTorch,
+// on every backend (the check is the layer's), while evaluation uses the running statistics.
+TEST(BatchNormContract, OneValuePerChannelIsAnErrorInTraining) {
+  BatchNorm bn(cpu(), 3);
+  for (const Shape& s : {Shape{1, 3}, Shape{1, 3, 1, 1}}) {
+    Tensor x = Tensor::zeros(s);
+    Ctx ctx;
+    EXPECT_THROW(bn.forward(x, ctx, Mode::kTrain), ShapeError) << s.str();
+    EXPECT_NO_THROW(bn.forward(x, ctx, Mode::kEval)) << s.str();
+  }
+  Ctx ctx;
+  EXPECT_NO_THROW(bn.forward(Tensor::zeros(Shape{2, 3, 1, 1}), ctx, Mode::kTrain));
+  EXPECT_NO_THROW(bn.forward(Tensor::zeros(Shape{1, 3, 1, 2}), ctx, Mode::kTrain));
+}
+
 TEST(GradCheck, Activations) {
   Rng rng(15);
   for (auto [name, a] : {std::pair{"relu", Act::kRelu}, std::pair{"elu", Act::kElu},

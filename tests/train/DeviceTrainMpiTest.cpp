@@ -125,7 +125,9 @@ TrainConfig lenetCfg(const std::vector<std::string>& extra) {
   std::vector<std::string> o = {"data.name=synthetic", "data.synthetic_train=256", "data.synthetic_test=64",
                                 "data.synthetic_shape=1,28,28", "model.name=lenet", "train.batch_size=32",
                                 "train.epochs=1", "train.max_steps=6", "optim.lr=0.05", "optim.momentum=0.9",
-                                "runtime.threads=1", "train.seed=21", "checkpoint.every_epochs=0"};
+                                "runtime.threads=1", "train.seed=21", "checkpoint.every_epochs=0",
+                                // The same cut on both backends (time balancing measures each).
+                                "pipe.balance=macs"};
   o.insert(o.end(), extra.begin(), extra.end());
   return parseConfig("", o);
 }
