@@ -29,6 +29,11 @@ std::string ConvGeom::key() const {
 
 PoolGeom PoolGeom::make(const Shape& x, int64_t kernel, int64_t stride, int64_t pad) {
   if (x.rank() != 4) throw ShapeError("pool input must be NCHW, got " + x.str());
+  // PyTorch's rule, for every backend: with pad > kernel / 2 a window can lie wholly in the
+  // padding, and max-unpooling's backward would read outside the input.
+  if (kernel < 1 || stride < 1 || pad < 0 || 2 * pad > kernel)
+    throw ShapeError("pool geometry kernel " + std::to_string(kernel) + ", stride " + std::to_string(stride) +
+                     ", pad " + std::to_string(pad) + ": needs kernel >= 1, stride >= 1 and 0 <= pad <= kernel / 2");
   PoolGeom g;
   g.n = x[0], g.c = x[1], g.h = x[2], g.w = x[3];
   g.kernel = kernel, g.stride = stride, g.pad = pad;

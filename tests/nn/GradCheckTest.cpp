@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <functional>
 #include <numeric>
+#include <tuple>
 
 #include "backend/Backend.h"
 #include "nn/BatchNorm.h"
@@ -245,6 +246,16 @@ TEST(BatchNormContract, OneValuePerChannelIsAnErrorInTraining) {
   Ctx ctx;
   EXPECT_NO_THROW(bn.forward(Tensor::zeros(Shape{2, 3, 1, 1}), ctx, Mode::kTrain));
   EXPECT_NO_THROW(bn.forward(Tensor::zeros(Shape{1, 3, 1, 2}), ctx, Mode::kTrain));
+}
+
+// A pooling window that can lie wholly in the padding (pad > kernel / 2) is refused everywhere
+// (max-unpooling's backward would read out of bounds), as PyTorch refuses it.
+TEST(PoolContract, PaddingOverHalfTheKernelIsRefused) {
+  const Shape x{1, 1, 6, 6};
+  EXPECT_NO_THROW(PoolGeom::make(x, 2, 2, 1));
+  EXPECT_NO_THROW(PoolGeom::make(x, 3, 1, 1));
+  for (auto [k, s, p] : {std::tuple{2, 2, 2}, {2, 2, 3}, {3, 1, 2}, {0, 1, 0}, {2, 0, 0}, {2, 2, -1}})
+    EXPECT_THROW(PoolGeom::make(x, k, s, p), ShapeError) << k << " " << s << " " << p;
 }
 
 TEST(GradCheck, Activations) {

@@ -86,26 +86,37 @@ CudaBackend::CudaBackend(int device, CudaOptions o) : device_(device), opts_(o) 
   if (device < 0 || device >= n)
     throw DeviceError("CUDA device " + std::to_string(device) + " requested but " +
                       std::to_string(n) + " device(s) are usable");
-  SW_CUDA_CHECK(cudaSetDevice(device));
-  installDeviceAllocator();
-  SW_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  staging_ = std::make_unique<PinnedStaging>(stream_, o.maxPinnedBytes);
-  SW_CUBLAS_CHECK(cublasCreate(&blas_));
-  SW_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
-  SW_CUBLAS_CHECK(cublasSetMathMode(blas_, o.allowTf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
-  SW_CUDNN_CHECK(cudnnCreate(&dnn_));
-  SW_CUDNN_CHECK(cudnnSetStream(dnn_, stream_));
+  // A constructor that throws runs no destructor: release what was made before rethrowing.
+  try {
+    SW_CUDA_CHECK(cudaSetDevice(device));
+    installDeviceAllocator();
+    SW_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    staging_ = std::make_unique<PinnedStaging>(stream_, o.maxPinnedBytes);
+    SW_CUBLAS_CHECK(cublasCreate(&blas_));
+    SW_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
+    SW_CUBLAS_CHECK(cublasSetMathMode(blas_, o.allowTf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    SW_CUDNN_CHECK(cudnnCreate(&dnn_));
+    SW_CUDNN_CHECK(cudnnSetStream(dnn_, stream_));
+  } catch (...) {
+    releaseAll();
+    throw;
+  }
 }
 
-CudaBackend::~CudaBackend() {
-  // Pending kernels may still read buffers owned here; errors cannot be thrown from a destructor.
+CudaBackend::~CudaBackend() { releaseAll(); }
+
+void CudaBackend::releaseAll() noexcept {
+  // Pending kernels may still read buffers owned here; errors cannot be thrown from here.
   if (stream_) cudaStreamSynchronize(stream_);
   plans_.clear();
   if (dnn_) cudnnDestroy(dnn_);
   if (blas_) cublasDestroy(blas_);
+  dnn_ = nullptr;
+  blas_ = nullptr;
   staging_.reset();
   workspace_ = labels_ = scratch_ = Tensor();
   if (stream_) cudaStreamDestroy(stream_);
+  stream_ = nullptr;
 }
 
 float* CudaBackend::dev(const Tensor& t, const char* op) const {

@@ -109,6 +109,7 @@ class CudaBackend final : public Backend {
   size_t pinnedBytes() const;
 
  private:
+  void releaseAll() noexcept;  // the destructor's work, also for a constructor that fails
   struct ConvPlan;
   ConvPlan& plan(const ConvGeom& g);
   void* workspace(size_t bytes);
