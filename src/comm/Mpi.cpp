@@ -167,7 +167,10 @@ class MpiCommunicator : public Communicator {
     MPI_Request r;
     mpiCheck(MPI_Iallgather(in.data(), n, MPI_FLOAT, out.data(), n, MPI_FLOAT, comm_, &r),
              name_ + ": allgather");
-    return std::make_unique<MpiWork>(r, name_ + ": allgather", opts_.timeoutSeconds, out);
+    // Both buffers stay alive until MPI is done with them: a caller may pass a temporary input
+    // (the staged path's host copy) and drop it right after posting.
+    return withCompletion(std::make_unique<MpiWork>(r, name_ + ": allgather", opts_.timeoutSeconds, out),
+                          [in] {});
   }
   void barrier() override {
     MPI_Request r;
