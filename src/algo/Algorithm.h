@@ -81,6 +81,9 @@ class Algorithm : public ExecutorPlugin {
   virtual std::string partition() const { return cfg_.pipe.partition; }
 
   // --- phase 2: after the partition, before the optimizer (aux heads join the stage) ---
+  // The schedule fields that need the model and the partition. Pure: the trainer calls it
+  // before attach(), the planner (plan/Planner.h) for each partition it weighs.
+  virtual void completeSpec(ScheduleSpec& spec, Model& model, const std::vector<BlockRange>& parts) const {}
   virtual void attach(AlgoEnv& env) {}
   // After the optimizer exists, before the Executor (env.opt, env.exec set).
   virtual void bind(AlgoEnv& env) {}

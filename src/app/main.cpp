@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <sstream>
 #include <string>
@@ -20,6 +21,7 @@
 #include "io/H5.h"
 #include "algo/Registry.h"
 #include "app/CheckpointCommand.h"
+#include "app/PlanCommands.h"
 #include "app/ScheduleCommand.h"
 #include "train/Trainer.h"
 
@@ -33,6 +35,10 @@ const char* kUsage =
     "       stagewise train --help      (lists every config key with its default)\n"
     "       stagewise schedule --algo A --stages S --microbatches M [--replicas R] [--vertical-sync]\n"
     "                                   (per-rank timeline, idle fraction, validation)\n"
+    "       stagewise profile --config FILE --out profile.json   (under mpirun: also the links)\n"
+    "                                   (measured per-block costs for the planner)\n"
+    "       stagewise plan --profile profile.json --cluster cluster.ini [--algos ...] [--memory GB]\n"
+    "                                   (predicted step time, idle, memory per algorithm; overrides)\n"
     "       stagewise checkpoint verify|inspect DIR\n"
     "                                   (check checkpoints against their manifests; what one holds)\n"
     "Run on N ranks with mpirun -n N, srun, or launch/local.sh N CONFIG.\n";
@@ -127,7 +133,8 @@ int train(const std::vector<std::string>& args, sw::MpiRuntime& mpi) {
   return trainWith(trainer, world, t.out);
 }
 
-int runTrain(int argc, char** argv, const std::vector<std::string>& args) {
+// Runs `body` on every rank of an MPI job with the exit-status conventions of train.
+int runUnderMpi(int argc, char** argv, const std::function<int(sw::MpiRuntime&)>& body) {
   std::unique_ptr<sw::MpiRuntime> mpi;
   try {
     mpi = std::make_unique<sw::MpiRuntime>(&argc, &argv);
@@ -141,7 +148,7 @@ int runTrain(int argc, char** argv, const std::vector<std::string>& args) {
   const std::string who = "[rank " + std::to_string(rank) + "/" + std::to_string(size) + " " + sw::MpiRuntime::hostName() + "] ";
   int code = 0;
   try {
-    code = train(args, *mpi);
+    code = body(*mpi);
   } catch (const sw::PeerFailure& e) {
     code = e.code();  // the failing rank printed the cause; everybody agreed to stop
   } catch (const sw::InputError& e) {
@@ -173,8 +180,23 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = args[0];
   args.erase(args.begin());
+  if (cmd == "profile")
+    return runUnderMpi(argc, argv, [&](sw::MpiRuntime& mpi) {
+      return sw::profileCommand(args, mpi.world(), mpi.localSize(), std::cout);
+    });
+  if (cmd == "plan") {
+    try {
+      return sw::planCommand(args, std::cout);
+    } catch (const sw::InputError& e) {
+      std::cerr << "stagewise plan: error: " << e.what() << "\n";
+      return 2;
+    } catch (const std::exception& e) {
+      std::cerr << "stagewise plan: failure: " << e.what() << "\n";
+      return 3;
+    }
+  }
   if (cmd == "train") {
-    const int code = runTrain(argc, argv, args);
+    const int code = runUnderMpi(argc, argv, [&](sw::MpiRuntime& mpi) { return train(args, mpi); });
     if (sw::h5::closeFailed()) {  // HDF5 1.10 would crash in its exit handler (io/H5.h)
       std::cout.flush();
       std::cerr.flush();

@@ -14,6 +14,15 @@
 
 namespace sw {
 
+int cpuThreads(const BackendOptions& rt) {
+  int threads = rt.threads;
+  if (threads == 0) {
+    if (const char* e = std::getenv("OMP_NUM_THREADS")) threads = std::atoi(e);
+    if (threads <= 0) threads = std::max(1, omp_get_num_procs() / std::max(1, rt.localRanks));
+  }
+  return threads;
+}
+
 std::unique_ptr<Backend> makeBackend(const BackendOptions& rt) {
   if (rt.device == "cuda" || rt.device == "auto") {
     const int devices = cudaDeviceCount();
@@ -28,11 +37,7 @@ std::unique_ptr<Backend> makeBackend(const BackendOptions& rt) {
 #endif
     }
   }
-  int threads = rt.threads;
-  if (threads == 0) {
-    if (const char* e = std::getenv("OMP_NUM_THREADS")) threads = std::atoi(e);
-    if (threads <= 0) threads = std::max(1, omp_get_num_procs() / std::max(1, rt.localRanks));
-  }
+  const int threads = cpuThreads(rt);
   const CpuConv conv = rt.cpuConv == "im2col" ? CpuConv::kIm2col : CpuConv::kAuto;
   if (rt.device == "cpu-staged") return makeStagingTestBackend(threads, conv);
   return makeCpuBackend(threads, conv);

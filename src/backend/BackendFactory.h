@@ -16,5 +16,7 @@ struct BackendOptions {
 };
 
 std::unique_ptr<Backend> makeBackend(const BackendOptions& o);
+// The CPU threads a backend made from `o` uses.
+int cpuThreads(const BackendOptions& o);
 
 }  // namespace sw

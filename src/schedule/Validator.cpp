@@ -29,6 +29,7 @@ struct SlotSim {
   bool reconPending = false, reconIn = false;  // PETRA: output as the next stage knows it
   bool gradOut = false;                      // backward done, input gradient to send
   double gradOutReady = 0;
+  int fwdVersion = 0;                        // weight version when the forward ran
   // Interlocking: per loss j, the gradient w.r.t. this stage's output (ready time, or a posted
   // receive) and w.r.t. its input (computed, still to be sent).
   bool lossMode = false;
@@ -73,6 +74,11 @@ class Sim {
       for (const auto& [step, in] : ranks_[r].code) ranks_[r].localLoss |= in.op == Op::kLocalLoss;
     }
     res_.busy.assign(progs.size(), 0);
+    res_.peakSlots.assign(progs.size(), 0);
+    res_.peakStash.assign(progs.size(), 0);
+    res_.staleness.assign(progs.size(), 0);
+    uniform_ = {.forward = costs.forward, .backward = costs.backward, .update = costs.update, .aux = costs.aux,
+                .inputGrad = costs.inputGrad};
   }
 
   SimResult run() {
@@ -121,6 +127,18 @@ class Sim {
 
  private:
   using Key = std::tuple<int, int, int>;  // (source rank, destination rank, tag)
+  const StageCosts& cost(int rank) const {
+    const int s = stageOf(rank);
+    return costs_.stage.empty() ? uniform_ : costs_.stage.at(size_t(s) % costs_.stage.size());
+  }
+  // When a message posted at `ready` arrives: one message at a time per (source, destination).
+  double arrival(const Key& k, double ready, double bytes) {
+    if (!costs_.comm) return ready;
+    double& busy = linkFree_[{std::get<0>(k), std::get<1>(k)}];
+    const double t = std::max(ready, busy) + costs_.comm->message(std::get<0>(k), std::get<1>(k), bytes);
+    busy = t;
+    return t;
+  }
   int stageOf(int rank) const { return rank % spec_.stages; }
   int rankOfStage(int rank, int stage) const { return rank - stageOf(rank) + stage; }
 
@@ -264,7 +282,12 @@ class Sim {
       default:
         return bad(rank, in, "instruction not simulated by this validator");
     }
-    if (done) ++R.pc;
+    if (done) {
+      ++R.pc;
+      int held = 0;
+      for (const SlotSim& sl : R.slots) held += sl.mb >= 0;
+      res_.peakSlots[rank] = std::max(res_.peakSlots[rank], held);
+    }
     return done;
   }
 
@@ -311,9 +334,10 @@ class Sim {
     if (!checkVersion(rank, in)) return false;
     if (in.version == kVersionPredicted && !R.predicted) return bad(rank, in, "predicted weights never built");
     const double start = std::max(R.clock, s->inputReady);
-    R.clock = start + costs_.forward;
+    R.clock = start + cost(rank).forward;
     record(rank, in, start, R.clock);
     s->outputReady = R.clock;
+    s->fwdVersion = R.version;
     if (last) s->lossDy[stage] = R.clock;  // the true loss and its gradient
     if (eval && last) *s = SlotSim{};
     else s->live = true;
@@ -329,7 +353,8 @@ class Sim {
     if (in.peer != stage + 1) return bad(rank, in, "activations go to the next stage");
     Key k{rank, dst, in.tag};
     if (!boundedSendMayGo(R, k)) return false;
-    sends_[k].push_back({in.mb, spec_.boundedSends ? std::max(R.clock, s->outputReady) : s->outputReady});
+    sends_[k].push_back(
+        {in.mb, arrival(k, spec_.boundedSends ? std::max(R.clock, s->outputReady) : s->outputReady, cost(rank).actBytes)});
     match(k);
     if (eval) *s = SlotSim{};
     return true;
@@ -374,8 +399,9 @@ class Sim {
     if (!checkVersion(rank, in)) return false;
     if (in.version == kVersionPredicted && !R.predicted) return bad(rank, in, "predicted weights never built");
     const double start = std::max(R.clock, last ? 0.0 : s->gradReady);
-    R.clock = start + costs_.backward;
+    R.clock = start + cost(rank).backward;
     record(rank, in, start, R.clock);
+    res_.staleness[rank] = std::max(res_.staleness[rank], R.version - s->fwdVersion);
     if (first) {
       *s = SlotSim{};
     } else {
@@ -399,7 +425,7 @@ class Sim {
                                  std::to_string(stage - 1) + " on tag " + std::to_string(kTagLossGrad + (in.loss - stage)));
       Key k{rank, dst, in.tag};
       if (!boundedSendMayGo(R, k)) return false;
-      sends_[k].push_back({in.mb, std::max(R.clock, s->lossDx.at(in.loss))});
+      sends_[k].push_back({in.mb, arrival(k, std::max(R.clock, s->lossDx.at(in.loss)), cost(rank).gradBytes)});
       s->lossDx.erase(in.loss);
       match(k);
       releaseIfDone(*s);
@@ -409,7 +435,8 @@ class Sim {
     if (in.peer != stage - 1) return bad(rank, in, "gradients go to the previous stage");
     Key k{rank, dst, in.tag};
     if (!boundedSendMayGo(R, k)) return false;
-    sends_[k].push_back({in.mb, spec_.boundedSends ? std::max(R.clock, s->gradOutReady) : s->gradOutReady});
+    sends_[k].push_back(
+        {in.mb, arrival(k, spec_.boundedSends ? std::max(R.clock, s->gradOutReady) : s->gradOutReady, cost(rank).gradBytes)});
     match(k);
     if (in.tag != kTagRecon) *s = SlotSim{};  // the input copy goes ahead of the gradient
     return true;
@@ -425,8 +452,8 @@ class Sim {
     if (!s->labels) return bad(rank, in, "local loss without labels (Load first)");
     if (s->lossDy.count(stage)) return bad(rank, in, "local loss computed twice");
     const double start = R.clock;
-    R.clock += costs_.aux;
-    if (costs_.aux > 0) record(rank, in, start, R.clock);
+    R.clock += cost(rank).aux;
+    if (cost(rank).aux > 0) record(rank, in, start, R.clock);
     s->lossMode = true;
     s->lossDy[stage] = R.clock;
     return true;
@@ -441,7 +468,7 @@ class Sim {
     if (R.synced.count(in.block)) return bad(rank, in, "trains a block after its broadcast began");
     if (!R.trained.insert(in.block).second) return bad(rank, in, "trains the block twice for one mb");
     const double start = R.clock;
-    R.clock += costs_.feedback;
+    R.clock += size_t(in.block) < costs_.feedbackBlock.size() ? costs_.feedbackBlock[size_t(in.block)] : costs_.feedback;
     record(rank, in, start, R.clock);
     return true;
   }
@@ -495,7 +522,7 @@ class Sim {
     }
     double t = 0;
     for (auto& [r, tr] : a.ranks) t = std::max(t, tr);
-    R.clock = std::max(R.clock, t);
+    R.clock = std::max(R.clock, t + collectiveTime(rank, in));
     ++R.reduces;
     return true;
   }
@@ -503,8 +530,8 @@ class Sim {
   bool opOptimizerStep(At& at) {
     [[maybe_unused]] auto& [rank, R, in, stage, first, last, eval] = at;
     const double start = R.clock;
-    R.clock += costs_.update;
-    if (costs_.update > 0) record(rank, in, start, R.clock);
+    R.clock += cost(rank).update;
+    if (cost(rank).update > 0) record(rank, in, start, R.clock);
     ++R.version;
     // A version nobody stashed is dead once the weights move on.
     for (auto it = R.stash.begin(); it != R.stash.end();) {
@@ -529,7 +556,20 @@ class Sim {
       return bad(rank, in, "stashes version " + std::to_string(in.version) + " while the weights are at " +
                                std::to_string(R.version));
     R.stash.insert(in.version);
+    res_.peakStash[rank] = std::max(res_.peakStash[rank], int(R.stash.size()));
     return true;
+  }
+
+  // The collective's own duration once every member has arrived (0 without a CommModel).
+  double collectiveTime(int rank, const Instr& in) const {
+    if (!costs_.comm || spec_.replicas < 2) return 0;
+    std::vector<int> members;
+    for (int r = 0; r < spec_.replicas; ++r) members.push_back(r * spec_.stages + stageOf(rank));
+    if (in.op == Op::kSyncFeedback) {
+      const double bytes = size_t(in.block) < costs_.feedbackBytes.size() ? costs_.feedbackBytes[size_t(in.block)] : 0;
+      return costs_.comm->broadcast(members, in.peer * spec_.stages + stageOf(rank), bytes);
+    }
+    return costs_.comm->allReduce(members, cost(rank).paramBytes);
   }
 
 
@@ -560,8 +600,9 @@ class Sim {
     if (!s.lossDy.count(j))
       return bad(rank, in, "the gradient of loss " + std::to_string(j) + " was neither computed here nor received");
     const double start = std::max(R.clock, s.lossDy.at(j));
-    R.clock = start + (in.op == Op::kInputGrad ? costs_.inputGrad : costs_.backward);
+    R.clock = start + (in.op == Op::kInputGrad ? cost(rank).inputGrad : cost(rank).backward);
     record(rank, in, start, R.clock);
+    if (in.op == Op::kBackward) res_.staleness[rank] = std::max(res_.staleness[rank], R.version - s.fwdVersion);
     s.lossMode = true;
     bool later = false, sentLater = false;
     for (size_t q = R.pc + 1; q < R.code.size(); ++q) {
@@ -579,6 +620,8 @@ class Sim {
 
   ScheduleSpec spec_;
   SimCosts costs_;
+  StageCosts uniform_;
+  std::map<std::pair<int, int>, double> linkFree_;
   std::vector<RankSim> ranks_;
   std::map<Key, double> lastMatch_;
   std::map<Key, std::deque<PendingSend>> sends_;

@@ -76,7 +76,10 @@ void Trainer::prepare() {
               .model = model_.get(), .coord = coord_, .spec = &spec_, .parts = &parts_, .range = range_, .exec = &eo,
               .train = &dataSplits_.train, .microBatchRows = loaderPlan_.batch / cfg_.pipe.microbatches,
               .batchesPerEpoch = loader_->batchesPerEpoch()};
-  agree(*world_, [&] { algo_->attach(env); });  // before the optimizer: aux heads join the stage
+  agree(*world_, [&] {
+    algo_->completeSpec(spec_, *model_, parts_);
+    algo_->attach(env);
+  });  // before the optimizer: aux heads join the stage
   opt_ = std::make_unique<Optimizer>(*be_, model_->params(range_), cfg_.optim);
   lr_ = std::make_unique<LrSchedule>(cfg_.lr);
   loss_ = std::make_unique<SoftmaxCrossEntropy>(*be_);

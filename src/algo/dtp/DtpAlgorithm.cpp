@@ -138,8 +138,11 @@ void DtpAlgorithm::checkModel(Model& model, const ScheduleSpec& spec) {
   owner_ = dtp::assignLayers(cost_, spec.replicas, dtp::parseAssign(cfg_.dtp.assign));
 }
 
+void DtpAlgorithm::completeSpec(ScheduleSpec& spec, Model&, const std::vector<BlockRange>&) const {
+  spec.params.set<DtpParams>().owner = owner_;
+}
+
 void DtpAlgorithm::attach(AlgoEnv& env) {
-  env.spec->params.set<DtpParams>().owner = owner_;
   if (env.world->rank() != 0) return;
   std::ostringstream os;
   double total = 0, worst = 0;

@@ -38,6 +38,7 @@ class DtpAlgorithm : public Algorithm {
   LoaderPlan loader(const RankCoord& coord) const override;
   bool mirrorsReplicas() const override { return true; }
   void checkModel(Model& model, const ScheduleSpec& spec) override;
+  void completeSpec(ScheduleSpec& spec, Model& model, const std::vector<BlockRange>& parts) const override;
   void attach(AlgoEnv& env) override;
   void bind(AlgoEnv& env) override;
   Program build(const RankCoord& me, const ScheduleSpec& spec) const override;

@@ -55,17 +55,17 @@ class Petra : public Algorithm {
     d.stashParams = p.storeParams || p.storeContext;
     return s;
   }
-  void attach(AlgoEnv& env) override {
+  void completeSpec(ScheduleSpec& s, Model& model, const std::vector<BlockRange>& parts) const override {
     // Stage k inverts its top block from what stage k+1 sends back when that block is reversible.
     // (The synchronous mp schedule sends nothing back: each stage then keeps its top block's
     // input and inverts the reversible blocks below it.)
-    ScheduleSpec& s = *env.spec;
     std::vector<bool>& recon = s.params.set<DelayedParams>().reconFrom;
     recon.assign(size_t(s.stages), false);
     if (storage_ == Retain::kReconstruct && delayed_)
-      for (int k = 0; k + 1 < s.stages; ++k)
-        recon[size_t(k)] = env.model->block((*env.parts)[size_t(k)].end - 1).reversible();
-    reconFromNext_ = recon[size_t(env.coord.stage)];
+      for (int k = 0; k + 1 < s.stages; ++k) recon[size_t(k)] = model.block(parts[size_t(k)].end - 1).reversible();
+  }
+  void attach(AlgoEnv& env) override {
+    reconFromNext_ = env.spec->params.get<DelayedParams>().reconFrom.at(size_t(env.coord.stage));
   }
   Program build(const RankCoord& me, const ScheduleSpec& spec) const override { return sched_->build(me.stage, spec); }
   bool flushed() const override { return !delayed_; }
