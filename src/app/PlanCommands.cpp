@@ -40,7 +40,7 @@ struct Args {
 };
 
 Args parse(const std::vector<std::string>& args, const std::set<std::string>& valued,
-           const std::set<std::string>& bare, const char* help) {
+           const std::set<std::string>& bare, const std::string& help) {
   Args a;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string k = args[i], v;
@@ -60,7 +60,7 @@ Args parse(const std::vector<std::string>& args, const std::set<std::string>& va
     } else if (k.rfind("--", 0) != 0 && k.find('=') != std::string::npos) {
       a.overrides.push_back(k);
     } else {
-      throw ConfigError("unexpected argument '" + args[i] + "'\n" + help);
+      throw ConfigError("unexpected argument '" + args[i] + "' (" + help.substr(0, help.find('\n')) + ")");
     }
   }
   return a;
@@ -97,8 +97,8 @@ int profileCommand(const std::vector<std::string>& args, Communicator& world, in
       flags = "help";
       return;
     }
-    if (!a.flags.count("--config")) throw ConfigError(std::string("--config FILE is required\n") + kProfileHelp);
-    if (!a.flags.count("--out")) throw ConfigError(std::string("--out FILE is required\n") + kProfileHelp);
+    if (!a.flags.count("--config")) throw ConfigError("--config FILE is required (stagewise profile --help)");
+    if (!a.flags.count("--out")) throw ConfigError("--out FILE is required (stagewise profile --help)");
     std::vector<std::string> keys = a.overrides;
     if (a.flags.count("--device")) keys.push_back("runtime.device=" + a.flags.at("--device"));
     text = iniText(parseConfig(a.flags.at("--config"), keys));
@@ -149,7 +149,7 @@ int planCommand(const std::vector<std::string>& args, std::ostream& out) {
     return 0;
   }
   for (const char* k : {"--profile", "--cluster"})
-    if (!a.flags.count(k)) throw ConfigError(std::string(k) + " is required\n" + kPlanHelp);
+    if (!a.flags.count(k)) throw ConfigError(std::string(k) + " is required (stagewise plan --help)");
   const Profile p = readProfile(a.flags.at("--profile"));
   const Cluster c = readCluster(a.flags.at("--cluster"), &p);
   PlanOptions o;

@@ -69,9 +69,11 @@ Cluster readCluster(const std::string& path, const Profile* measured) {
   if (c.computeScale <= 0) throw InputError(path + ": cluster.compute_scale must be > 0");
   const std::string links = vm.count("cluster.links") ? vm["cluster.links"].as<std::string>() : "given";
   if (links == "measured") {
-    if (!measured || measured->comm.ranks < 2)
-      throw InputError(path + ": cluster.links = measured needs a profile measured on >= 2 ranks "
-                       "(mpirun -n 2 stagewise profile ...)");
+    if (!measured || measured->comm.ranks < 2) {
+      c.linksMissing = path + ": cluster.links = measured needs a profile measured on >= 2 ranks "
+                       "(mpirun -n 2 stagewise profile ...) to plan for more than one rank";
+      return c;
+    }
     c.intra = {measured->comm.latency, measured->comm.bandwidth,
                "measured by stagewise profile (" + measured->origin + ")"};
     c.measuredAllReduce = measured->comm.allReduce;

@@ -31,6 +31,7 @@ struct Cluster {
   // formula for collectives inside a node, interpolated in log-size.
   std::vector<CommPoint> measuredAllReduce, measuredP2p;
   int measuredRanks = 0;
+  std::string linksMissing;  // why there are no links (plans for one rank only)
   int devices() const { return nodes * devicesPerNode; }
   int nodeOf(int rank) const { return rank / devicesPerNode; }
 };

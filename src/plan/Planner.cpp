@@ -78,6 +78,7 @@ StageCosts stageCosts(const PlanCtx& pc, const TrainConfig& cfg, const BlockRang
       s.backward += keep == Keep::kReconstruct && !b.inverse.empty() ? p.at(b.inverse, rows) : p.at(b.forward, rows);
   }
   if (stage == 0) s.forward += p.at(p.load, rows);
+  s.forward += p.overheadPerMicrobatch;
   if (stage == stages - 1) s.forward += p.at(p.loss, rows);
   else s.aux = p.at(p.blocks[r.end - 1].aux, rows);
   s.forward *= k, s.backward *= k, s.inputGrad *= k, s.update *= k, s.aux *= k;
@@ -188,7 +189,9 @@ Candidate evaluate(PlanCtx& pc, Setup& s, const std::vector<BlockRange>& parts) 
     T += slope * double(c.roundBatches - simB);
     c.updatesPerRound = int(std::lround(updates + perUpdate * double(c.roundBatches - simB)));
   }
-  // The end of each round: the loss/accuracy reduction over all ranks (latency bound).
+  // Each round's measured fixed cost, and its end: the loss/accuracy reduction over all
+  // ranks (latency bound).
+  T += pc.p.overheadPerRound * pc.c.computeScale;
   T += pc.world > 1 ? 2.0 * std::ceil(std::log2(double(pc.world))) * pc.c.intra.latency : 0;
   c.roundSeconds = T;
   c.stepSeconds = T / std::max(1, c.updatesPerRound);
@@ -344,6 +347,7 @@ std::vector<AlgoPlan> planAll(const Profile& p, const Cluster& c, const PlanOpti
   if (pc.world > c.devices())
     throw InputError("--ranks " + std::to_string(pc.world) + ": the cluster " + c.origin + " has " +
                      std::to_string(c.devices()) + " devices");
+  if (pc.world > 1 && !c.linksMissing.empty()) throw InputError(c.linksMissing);
   const TrainConfig base = configFor(pc, {});
   pc.be = makeBackend(BackendOptions{.device = "cpu", .threads = 1});
   std::vector<int64_t> d = p.sampleShape;

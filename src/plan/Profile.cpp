@@ -11,7 +11,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "algo/Registry.h"
 #include "algo/dtp/Dtp.h"
+#include "comm/Topology.h"
+#include "train/Feeds.h"
 #include "core/Clock.h"
 #include "core/Error.h"
 #include "core/Log.h"
@@ -192,6 +195,61 @@ void measureFeedback(Profile& p, Model& m, Backend& be, const TrainConfig& cfg, 
   }
 }
 
+// Seconds of one real optimizer step of plain backprop through the executor with M
+// micro-batches (median of `reps` after two warm-up steps).
+double realStep(const TrainConfig& base, Backend& be, Model& m, const Dataset& train, int M, int reps) {
+  TrainConfig cfg = base;
+  cfg.train.algo = "bp";
+  cfg.train.accumSteps = 1;
+  cfg.pipe.stages = 0;
+  cfg.pipe.microbatches = M;
+  std::unique_ptr<Algorithm> a = makeAlgorithm(cfg);
+  ScheduleSpec spec = a->plan(1);
+  const RankCoord coord = Topology(1, 1).coord(0);
+  const LoaderPlan lp = a->loader(coord);
+  BatchLoader loader(train, lp.batch, lp.seed, lp.shard, cfg.augment, Shuffle::kYes, DropLast::kYes, Augment::kYes);
+  CommPtr pipe = makeSelfCommunicator(), data = makeSelfCommunicator();
+  Optimizer opt(be, m.params(), cfg.optim);
+  SoftmaxCrossEntropy loss(be);
+  Executor ex(StageContext{.be = &be, .model = &m, .range = {0, m.numBlocks()}, .opt = &opt, .loss = &loss,
+                           .coord = coord, .pipe = pipe.get(), .data = data.get()},
+              ExecutorOptions{}, a.get());
+  spec.microbatches = M;
+  a->roundShape(spec, 1);
+  const Program prog = a->build(coord, spec);
+  std::vector<double> t;
+  for (int r = 0; r < reps + 2; ++r) {
+    if (r % loader.batchesPerEpoch() == 0) loader.seek(0, 0);
+    TrainFeed feed(loader, M, lp.batch, r % loader.batchesPerEpoch());
+    RoundInputs ri;
+    feed.into(ri);
+    ri.lr = [](int) { return 1e-6f; };
+    ri.gradScale = 1.f / float(M);
+    be.synchronize();
+    const auto t0 = Clock::now();
+    (void)ex.run(prog, ri);
+    be.synchronize();
+    if (r >= 2) t.push_back(secondsSince(t0));
+  }
+  return median(t);
+}
+
+// What a real step costs beyond its measured parts (the executor's bookkeeping, allocation,
+// gradient zeroing, ...): a + b M seconds for M micro-batches, fitted at M = 1 and M = 4.
+void measureOverhead(Profile& p, const TrainConfig& cfg, Backend& be, Model& m, const Dataset& train, int reps) {
+  auto parts = [&](int M) {
+    const double n = double(p.batchSize / M);
+    double s = 0;
+    for (const BlockProfile& b : p.blocks) s += M * (p.at(b.forward, n) + p.at(b.backward, n)) + b.update;
+    return s + M * (p.at(p.loss, n) + p.at(p.load, n));
+  };
+  const double o1 = realStep(cfg, be, m, train, 1, reps) - parts(1);
+  const int M = p.batchSize % 4 == 0 && p.batchSize >= 4 ? 4 : 1;
+  const double oM = M > 1 ? realStep(cfg, be, m, train, M, reps) - parts(M) : o1;
+  p.overheadPerMicrobatch = M > 1 ? std::max(0.0, (oM - o1) / double(M - 1)) : 0.0;
+  p.overheadPerRound = std::max(0.0, o1 - p.overheadPerMicrobatch);
+}
+
 // Ping-pong between ranks 0 and 1 and allreduce over all ranks, by size.
 void measureComm(Profile& p, Communicator& world, Backend& be, int reps) {
   CommProfile& c = p.comm;
@@ -250,6 +308,8 @@ void averageOverRanks(Profile& p, Communicator& world) {
     }
     for (double& x : p.loss) f(x);
     for (double& x : p.load) f(x);
+    f(p.overheadPerRound);
+    f(p.overheadPerMicrobatch);
   };
   each([&](double& x) { v.push_back(x); });
   world.allReduceValues(v, ReduceOp::kAvg);
@@ -304,6 +364,7 @@ Profile measureProfile(const TrainConfig& cfg, Communicator& world, const Profil
   }
   measureBlocks(p, *m, *be, cfg, batch, o.repeats);
   measureFeedback(p, *m, *be, cfg, batch, o.repeats);
+  measureOverhead(p, cfg, *be, *m, data.train, std::max(o.repeats, 5));
   averageOverRanks(p, world);
   if (o.comm && world.size() >= 2) measureComm(p, world, *be, o.repeats);
   return p;
@@ -324,6 +385,8 @@ void writeProfile(const Profile& p, const std::string& path) {
   j["rows"] = p.rows;
   j["loss_s"] = seriesJson(p.loss);
   j["load_s"] = seriesJson(p.load);
+  j["overhead_per_round_s"] = p.overheadPerRound;
+  j["overhead_per_microbatch_s"] = p.overheadPerMicrobatch;
   nlohmann::json blocks = nlohmann::json::array();
   for (const BlockProfile& b : p.blocks) {
     blocks.push_back({{"name", b.name},
@@ -398,6 +461,8 @@ Profile readProfile(const std::string& path) {
     get("loss_s", p.loss);
     get("load_s", p.load);
     get("config", p.config);
+    get("overhead_per_round_s", p.overheadPerRound);
+    get("overhead_per_microbatch_s", p.overheadPerMicrobatch);
     field = "blocks";
     for (const nlohmann::json& b : j.at("blocks")) {
       BlockProfile x;
