@@ -121,6 +121,7 @@ struct Setup {
   int64_t rows = 0;             // per micro-batch
   int64_t batchesPerEpoch = 0;
   bool fixedPartition = false;  // the algorithm chooses it (interlocking components)
+  int stagesKey = 0;            // the pipe.stages it was set up with (0: the algorithm's default)
 };
 
 Setup setUp(PlanCtx& pc, const std::string& algo, int stages, int microbatches) {
@@ -129,6 +130,7 @@ Setup setUp(PlanCtx& pc, const std::string& algo, int stages, int microbatches) 
   if (stages > 0) keys.push_back("pipe.stages=" + std::to_string(stages));
   if (microbatches > 1) keys.push_back("pipe.microbatches=" + std::to_string(microbatches));
   s.cfg = configFor(pc, keys);
+  s.stagesKey = stages;
   s.a = makeAlgorithm(s.cfg);
   s.spec = s.a->plan(pc.world);
   const Topology topo(pc.world, s.spec.stages);
@@ -189,9 +191,9 @@ Candidate evaluate(PlanCtx& pc, Setup& s, const std::vector<BlockRange>& parts) 
     T += slope * double(c.roundBatches - simB);
     c.updatesPerRound = int(std::lround(updates + perUpdate * double(c.roundBatches - simB)));
   }
-  // Each round's measured fixed cost, and its end: the loss/accuracy reduction over all
-  // ranks (latency bound).
-  T += pc.p.overheadPerRound * pc.c.computeScale;
+  // The measured fixed cost of each mini-batch, and the round's end: the loss/accuracy
+  // reduction over all ranks (latency bound).
+  T += pc.p.overheadPerBatch * pc.c.computeScale * double(c.roundBatches);
   T += pc.world > 1 ? 2.0 * std::ceil(std::log2(double(pc.world))) * pc.c.intra.latency : 0;
   c.roundSeconds = T;
   c.stepSeconds = T / std::max(1, c.updatesPerRound);
@@ -227,7 +229,7 @@ Candidate evaluate(PlanCtx& pc, Setup& s, const std::vector<BlockRange>& parts) 
     c.memory.push_back(m);
   }
   c.overrides = {"train.algo=" + c.algo};
-  if (c.stages > 1) c.overrides.push_back("pipe.stages=" + std::to_string(c.stages));
+  if (s.stagesKey > 0) c.overrides.push_back("pipe.stages=" + std::to_string(s.stagesKey));
   if (c.microbatches > 1) c.overrides.push_back("pipe.microbatches=" + std::to_string(c.microbatches));
   if (c.stages > 1 && !s.fixedPartition) {
     std::string l;
@@ -422,6 +424,32 @@ std::string planReport(const std::vector<AlgoPlan>& plans, const Profile& p, con
   return os.str();
 }
 
+namespace {
+nlohmann::json candidateJson(const Candidate& b) {
+  std::vector<double> mem, held;
+  for (const RankMemory& m : b.memory) {
+    mem.push_back(m.total());
+    held.push_back(m.held());
+  }
+  std::vector<std::vector<size_t>> parts;
+  for (const BlockRange& r : b.parts) parts.push_back({r.begin, r.end});
+  return {{"stages", b.stages},
+          {"replicas", b.replicas},
+          {"microbatches", b.microbatches},
+          {"partition", parts},
+          {"round_batches", b.roundBatches},
+          {"updates_per_round", b.updatesPerRound},
+          {"round_s", b.roundSeconds},
+          {"step_s", b.stepSeconds},
+          {"samples_per_s", b.samplesPerSecond},
+          {"idle", b.idle},
+          {"memory_bytes", mem},
+          {"held_bytes", held},
+          {"staleness", b.staleness},
+          {"overrides", b.overrides}};
+}
+}  // namespace
+
 std::string planJson(const std::vector<AlgoPlan>& plans, const Profile& p, const Cluster& c) {
   nlohmann::json j;
   j["model"] = p.model;
@@ -433,28 +461,10 @@ std::string planJson(const std::vector<AlgoPlan>& plans, const Profile& p, const
     if (!ap.feasible) {
       x["why"] = ap.why;
     } else {
-      const Candidate& b = ap.best;
-      std::vector<double> mem, held;
-      for (const RankMemory& m : b.memory) {
-        mem.push_back(m.total());
-        held.push_back(m.held());
-      }
-      std::vector<std::vector<size_t>> parts;
-      for (const BlockRange& r : b.parts) parts.push_back({r.begin, r.end});
-      x.update({{"stages", b.stages},
-                {"replicas", b.replicas},
-                {"microbatches", b.microbatches},
-                {"partition", parts},
-                {"round_batches", b.roundBatches},
-                {"updates_per_round", b.updatesPerRound},
-                {"round_s", b.roundSeconds},
-                {"step_s", b.stepSeconds},
-                {"samples_per_s", b.samplesPerSecond},
-                {"idle", b.idle},
-                {"memory_bytes", mem},
-                {"held_bytes", held},
-                {"staleness", b.staleness},
-                {"overrides", b.overrides}});
+      x.update(candidateJson(ap.best));
+      nlohmann::json shapes = nlohmann::json::array();
+      for (const Candidate& k : ap.shapes) shapes.push_back(candidateJson(k));
+      x["shapes"] = shapes;
     }
     a.push_back(x);
   }

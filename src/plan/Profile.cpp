@@ -247,7 +247,7 @@ void measureOverhead(Profile& p, const TrainConfig& cfg, Backend& be, Model& m, 
   const int M = p.batchSize % 4 == 0 && p.batchSize >= 4 ? 4 : 1;
   const double oM = M > 1 ? realStep(cfg, be, m, train, M, reps) - parts(M) : o1;
   p.overheadPerMicrobatch = M > 1 ? std::max(0.0, (oM - o1) / double(M - 1)) : 0.0;
-  p.overheadPerRound = std::max(0.0, o1 - p.overheadPerMicrobatch);
+  p.overheadPerBatch = std::max(0.0, o1 - p.overheadPerMicrobatch);
 }
 
 // Ping-pong between ranks 0 and 1 and allreduce over all ranks, by size.
@@ -308,7 +308,7 @@ void averageOverRanks(Profile& p, Communicator& world) {
     }
     for (double& x : p.loss) f(x);
     for (double& x : p.load) f(x);
-    f(p.overheadPerRound);
+    f(p.overheadPerBatch);
     f(p.overheadPerMicrobatch);
   };
   each([&](double& x) { v.push_back(x); });
@@ -385,7 +385,7 @@ void writeProfile(const Profile& p, const std::string& path) {
   j["rows"] = p.rows;
   j["loss_s"] = seriesJson(p.loss);
   j["load_s"] = seriesJson(p.load);
-  j["overhead_per_round_s"] = p.overheadPerRound;
+  j["overhead_per_batch_s"] = p.overheadPerBatch;
   j["overhead_per_microbatch_s"] = p.overheadPerMicrobatch;
   nlohmann::json blocks = nlohmann::json::array();
   for (const BlockProfile& b : p.blocks) {
@@ -461,7 +461,7 @@ Profile readProfile(const std::string& path) {
     get("loss_s", p.loss);
     get("load_s", p.load);
     get("config", p.config);
-    get("overhead_per_round_s", p.overheadPerRound);
+    get("overhead_per_batch_s", p.overheadPerBatch);
     get("overhead_per_microbatch_s", p.overheadPerMicrobatch);
     field = "blocks";
     for (const nlohmann::json& b : j.at("blocks")) {

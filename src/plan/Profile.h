@@ -59,9 +59,9 @@ struct Profile {
   std::vector<BlockProfile> blocks;
   RowSeries loss;                    // softmax cross-entropy forward + backward on the logits
   RowSeries load;                    // a micro-batch from the loader (with augmentation)
-  // A real backprop step through the executor minus its measured parts: seconds per round
-  // and per micro-batch (what the per-block figures miss; the planner adds it back).
-  double overheadPerRound = 0, overheadPerMicrobatch = 0;
+  // A real backprop step through the executor minus its measured parts: seconds per
+  // mini-batch and per micro-batch (what the per-block figures miss; the planner adds it back).
+  double overheadPerBatch = 0, overheadPerMicrobatch = 0;
   CommProfile comm;
 
   double at(const RowSeries& s, double n) const;

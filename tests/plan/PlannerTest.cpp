@@ -64,7 +64,7 @@ TEST(Planner, OneRankPredictionIsTheProfileSummed) {
   const Cluster c = twoDevices();
   const Candidate k = evaluateCandidate(p, c, {.ranks = 1}, "bp", 0, 1, nullptr);
   const double n = double(p.batchSize);
-  double t = p.overheadPerRound + p.overheadPerMicrobatch + p.at(p.load, n) + p.at(p.loss, n);
+  double t = p.overheadPerBatch + p.overheadPerMicrobatch + p.at(p.load, n) + p.at(p.loss, n);
   for (const BlockProfile& b : p.blocks) t += p.at(b.forward, n) + p.at(b.backward, n) + b.update;
   EXPECT_NEAR(k.stepSeconds, t, 1e-12);
   EXPECT_NEAR(k.samplesPerSecond, n / t, 1e-6);
