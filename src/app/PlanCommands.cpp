@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include "algo/Registry.h"
@@ -116,7 +118,7 @@ int profileCommand(const std::vector<std::string>& args, Communicator& world, in
   TrainConfig cfg = parseConfigText(text, "config from rank 0", {});
   cfg.runtime.localRanks = localRanks;
   cfg.runtime.localRank = world.rank() % std::max(1, localRanks);
-  const std::vector<std::string> f = splitTrimmed(flags + " ", ';');
+  const std::vector<std::string> f = splitTrimmed(flags, ';');
   ProfileOptions o;
   if (!f.at(0).empty()) o.rows = intList("--rows", f[0]);
   o.repeats = int(intList("--repeats", f.at(1)).at(0));

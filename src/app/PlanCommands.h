@@ -2,9 +2,7 @@
 // `stagewise plan` (predict and rank algorithms, partitions and micro-batching for a cluster;
 // no MPI, no device). Bad input throws InputError naming the file or flag.
 #pragma once
-#include <map>
 #include <ostream>
-#include <set>
 #include <string>
 #include <vector>
 

@@ -167,6 +167,19 @@ int runUnderMpi(int argc, char** argv, const std::function<int(sw::MpiRuntime&)>
   return code;
 }
 
+// A single-process command: bad input is one line and status 2, any other failure status 3.
+int runLocal(const std::string& name, const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const sw::InputError& e) {
+    std::cerr << "stagewise " << name << ": error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "stagewise " << name << ": failure: " << e.what() << "\n";
+    return 3;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -184,17 +197,7 @@ int main(int argc, char** argv) {
     return runUnderMpi(argc, argv, [&](sw::MpiRuntime& mpi) {
       return sw::profileCommand(args, mpi.world(), mpi.localSize(), std::cout);
     });
-  if (cmd == "plan") {
-    try {
-      return sw::planCommand(args, std::cout);
-    } catch (const sw::InputError& e) {
-      std::cerr << "stagewise plan: error: " << e.what() << "\n";
-      return 2;
-    } catch (const std::exception& e) {
-      std::cerr << "stagewise plan: failure: " << e.what() << "\n";
-      return 3;
-    }
-  }
+  if (cmd == "plan") return runLocal("plan", [&] { return sw::planCommand(args, std::cout); });
   if (cmd == "train") {
     const int code = runUnderMpi(argc, argv, [&](sw::MpiRuntime& mpi) { return train(args, mpi); });
     if (sw::h5::closeFailed()) {  // HDF5 1.10 would crash in its exit handler (io/H5.h)
@@ -205,25 +208,8 @@ int main(int argc, char** argv) {
     }
     return code;
   }
-  if (cmd == "schedule") {
-    try {
-      return sw::scheduleCommand(args, std::cout);
-    } catch (const sw::InputError& e) {
-      std::cerr << "stagewise schedule: error: " << e.what() << "\n";
-      return 2;
-    }
-  }
-  if (cmd == "checkpoint") {
-    try {
-      return sw::checkpointCommand(args, std::cout);
-    } catch (const sw::InputError& e) {
-      std::cerr << "stagewise checkpoint: error: " << e.what() << "\n";
-      return 2;
-    } catch (const std::exception& e) {
-      std::cerr << "stagewise checkpoint: failure: " << e.what() << "\n";
-      return 3;
-    }
-  }
+  if (cmd == "schedule") return runLocal("schedule", [&] { return sw::scheduleCommand(args, std::cout); });
+  if (cmd == "checkpoint") return runLocal("checkpoint", [&] { return sw::checkpointCommand(args, std::cout); });
   std::cerr << "stagewise: unknown command '" << cmd << "'\n" << kUsage;
   return 2;
 }

@@ -57,14 +57,18 @@ void checkProfileModel(const Profile& p, Model& m, const std::string& modelName)
                      " (profile the model you plan for: stagewise profile --config ...)");
 }
 
+// What PETRA keeps of a forward for its backward (petra.store_context / store_input / neither).
 enum class Keep { kContext, kInput, kReconstruct };
+Keep keepOf(const TrainConfig& cfg) {
+  return cfg.petra.storeContext ? Keep::kContext : cfg.petra.storeInput ? Keep::kInput : Keep::kReconstruct;
+}
 
 StageCosts stageCosts(const PlanCtx& pc, const TrainConfig& cfg, const BlockRange& r, int stage, int stages,
                       double rows, bool petraDelayed) {
   const Profile& p = pc.p;
   const double k = pc.c.computeScale;
   StageCosts s{.forward = 0, .backward = 0, .update = 0, .aux = 0, .inputGrad = 0};
-  const Keep keep = cfg.petra.storeContext ? Keep::kContext : cfg.petra.storeInput ? Keep::kInput : Keep::kReconstruct;
+  const Keep keep = keepOf(cfg);
   for (size_t i = r.begin; i < r.end; ++i) {
     const BlockProfile& b = p.blocks[i];
     s.forward += p.at(b.forward, rows);
@@ -89,7 +93,7 @@ StageCosts stageCosts(const PlanCtx& pc, const TrainConfig& cfg, const BlockRang
 
 // Bytes one in-flight micro-batch holds on a stage (its saved contexts and inputs).
 double heldPerMicrobatch(const Profile& p, const TrainConfig& cfg, const BlockRange& r, double rows, bool petraDelayed) {
-  const Keep keep = cfg.petra.storeContext ? Keep::kContext : cfg.petra.storeInput ? Keep::kInput : Keep::kReconstruct;
+  const Keep keep = keepOf(cfg);
   if (petraDelayed && keep == Keep::kInput) return p.blocks[r.begin].inBytesPerRow * rows;
   double h = 0;
   for (size_t i = r.begin; i < r.end; ++i) {
@@ -150,7 +154,10 @@ Setup setUp(PlanCtx& pc, const std::string& algo, int stages, int microbatches) 
   return s;
 }
 
-SimResult simulateRound(PlanCtx& pc, Setup& s, const std::vector<BlockRange>& parts, int batches, int& updates) {
+// One round of `batches` mini-batches; `updates` = its optimizer steps, `predicts` = whether it
+// predicts weights (SpecTrain: one more copy of the stage's weights).
+SimResult simulateRound(PlanCtx& pc, Setup& s, const std::vector<BlockRange>& parts, int batches, int& updates,
+                        bool* predicts = nullptr) {
   ScheduleSpec spec = s.spec;
   spec.microbatches = batches * s.cfg.pipe.microbatches;
   s.a->roundShape(spec, batches);
@@ -166,6 +173,7 @@ SimResult simulateRound(PlanCtx& pc, Setup& s, const std::vector<BlockRange>& pa
   }
   costs.comm = &pc.comm;
   updates = countOps(progs[0], Op::kOptimizerStep);
+  if (predicts) *predicts = countOps(progs[0], Op::kPredictWeights) > 0;
   return simulatePrograms(progs, spec, costs);
 }
 
@@ -179,7 +187,8 @@ Candidate evaluate(PlanCtx& pc, Setup& s, const std::vector<BlockRange>& parts) 
   c.roundBatches = s.a->roundBatches(s.batchesPerEpoch);
   const int simB = std::min(c.roundBatches, std::max(2, pc.o.simBatches));
   int updates = 0;
-  c.sim = simulateRound(pc, s, parts, simB, updates);
+  bool predicts = false;
+  c.sim = simulateRound(pc, s, parts, simB, updates, &predicts);
   if (!c.sim.ok) throw Error(c.algo + ": the simulated programs are invalid: " + c.sim.error);
   double T = c.sim.makespan;
   c.updatesPerRound = updates;
@@ -202,14 +211,6 @@ Candidate evaluate(PlanCtx& pc, Setup& s, const std::vector<BlockRange>& parts) 
   c.staleness = c.sim.staleness;
   c.spec = s.spec;
   const bool petraDelayed = c.algo == "petra" && !s.a->flushed();
-  bool predicts = false;
-  {
-    ScheduleSpec spec = s.spec;
-    spec.microbatches = s.cfg.pipe.microbatches;
-    s.a->roundShape(spec, 1);
-    s.a->completeSpec(spec, *pc.model, parts);
-    predicts = countOps(rankPrograms(*s.a, spec)[0], Op::kPredictWeights) > 0;
-  }
   double feedbackParams = 0;
   for (const BlockProfile& b : pc.p.blocks) feedbackParams += b.feedbackBytes;
   for (int r = 0; r < pc.world; ++r) {
@@ -344,7 +345,10 @@ double Candidate::peakMemory() const {
   return m;
 }
 
-std::vector<AlgoPlan> planAll(const Profile& p, const Cluster& c, const PlanOptions& o) {
+namespace {
+// The rank count checked against the cluster, and the model the plan is for (checked against
+// the profile), built once on the CPU for the algorithms' model checks.
+PlanCtx makeCtx(const Profile& p, const Cluster& c, const PlanOptions& o) {
   PlanCtx pc{.p = p, .c = c, .o = o, .comm = ClusterComm(c), .world = o.ranks > 0 ? o.ranks : c.devices()};
   if (pc.world > c.devices())
     throw InputError("--ranks " + std::to_string(pc.world) + ": the cluster " + c.origin + " has " +
@@ -352,9 +356,14 @@ std::vector<AlgoPlan> planAll(const Profile& p, const Cluster& c, const PlanOpti
   if (pc.world > 1 && !c.linksMissing.empty()) throw InputError(c.linksMissing);
   const TrainConfig base = configFor(pc, {});
   pc.be = makeBackend(BackendOptions{.device = "cpu", .threads = 1});
-  std::vector<int64_t> d = p.sampleShape;
-  pc.model = buildModel(*pc.be, base.model, Shape(d), p.classes, base.train.seed);
+  pc.model = buildModel(*pc.be, base.model, Shape(p.sampleShape), p.classes, base.train.seed);
   checkProfileModel(p, *pc.model, base.model.name);
+  return pc;
+}
+}  // namespace
+
+std::vector<AlgoPlan> planAll(const Profile& p, const Cluster& c, const PlanOptions& o) {
+  PlanCtx pc = makeCtx(p, c, o);
   std::vector<std::string> names = o.algos;
   if (names.empty())
     for (const AlgoInfo& a : algorithms()) names.push_back(a.name);
@@ -368,11 +377,7 @@ std::vector<AlgoPlan> planAll(const Profile& p, const Cluster& c, const PlanOpti
 
 Candidate evaluateCandidate(const Profile& p, const Cluster& c, const PlanOptions& o, const std::string& algo,
                             int stages, int microbatches, const std::vector<BlockRange>* parts) {
-  PlanCtx pc{.p = p, .c = c, .o = o, .comm = ClusterComm(c), .world = o.ranks > 0 ? o.ranks : c.devices()};
-  const TrainConfig base = configFor(pc, {});
-  pc.be = makeBackend(BackendOptions{.device = "cpu", .threads = 1});
-  pc.model = buildModel(*pc.be, base.model, Shape(p.sampleShape), p.classes, base.train.seed);
-  checkProfileModel(p, *pc.model, base.model.name);
+  PlanCtx pc = makeCtx(p, c, o);
   Setup s = setUp(pc, algo, stages, microbatches);
   return evaluate(pc, s, parts ? *parts : initialPartition(pc, s));
 }

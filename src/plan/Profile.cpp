@@ -47,7 +47,7 @@ double timeIt(Backend& be, int reps, const std::function<void()>& fn, const std:
   return median(t);
 }
 
-// Bytes a context keeps, each buffer once, leaving out the tensors in `skip` (by storage).
+// Bytes a context keeps, each buffer once: storage already in `seen` is not counted again.
 double ctxBytes(const Ctx& c, std::set<const void*>& seen) {
   double total = 0;
   for (const Tensor& t : c.saved)
@@ -317,8 +317,6 @@ void averageOverRanks(Profile& p, Communicator& world) {
   each([&](double& x) { x = v[k++]; });
 }
 
-nlohmann::json seriesJson(const RowSeries& s) { return nlohmann::json(s); }
-
 }  // namespace
 
 double Profile::at(const RowSeries& s, double n) const {
@@ -383,8 +381,8 @@ void writeProfile(const Profile& p, const std::string& path) {
   j["batch_size"] = p.batchSize;
   j["train_rows"] = p.trainRows;
   j["rows"] = p.rows;
-  j["loss_s"] = seriesJson(p.loss);
-  j["load_s"] = seriesJson(p.load);
+  j["loss_s"] = p.loss;
+  j["load_s"] = p.load;
   j["overhead_per_batch_s"] = p.overheadPerBatch;
   j["overhead_per_microbatch_s"] = p.overheadPerMicrobatch;
   nlohmann::json blocks = nlohmann::json::array();
