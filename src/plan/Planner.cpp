@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "algo/Registry.h"
+#include "algo/petra/PetraAlgorithm.h"
 #include "backend/BackendFactory.h"
 #include "comm/Topology.h"
 #include "core/Error.h"
@@ -63,12 +64,33 @@ Keep keepOf(const TrainConfig& cfg) {
   return cfg.petra.storeContext ? Keep::kContext : cfg.petra.storeInput ? Keep::kInput : Keep::kReconstruct;
 }
 
-StageCosts stageCosts(const PlanCtx& pc, const TrainConfig& cfg, const BlockRange& r, int stage, int stages,
-                      double rows, bool petraDelayed) {
+// How a PETRA stage rebuilds a forward before its backward, as algo/petra does it: every stage but
+// the last keeps only block inputs (kInput: the stage's; kReconstruct: those of non-reversible
+// blocks, and of the top block unless the next stage sends its output back to invert from) and
+// recomputes or inverts the rest; the last stage keeps its contexts, as backprop does.
+struct Rebuild {
+  bool on = false;
+  Keep keep = Keep::kContext;
+  bool topInverted = false;  // the next stage sends the output back (DelayedParams::reconFrom)
+  bool kept(const Profile& p, const BlockRange& r, size_t i) const {
+    if (keep == Keep::kInput) return i == r.begin;
+    return p.blocks[i].inverse.empty() || (i + 1 == r.end && !topInverted);
+  }
+};
+
+Rebuild rebuildOf(const TrainConfig& cfg, const ScheduleSpec& spec, int stage) {
+  Rebuild b;
+  b.keep = keepOf(cfg);
+  b.on = cfg.train.algo == "petra" && b.keep != Keep::kContext && stage + 1 < spec.stages;
+  const std::vector<bool>& recon = spec.params.get<DelayedParams>().reconFrom;
+  b.topInverted = size_t(stage) < recon.size() && recon[size_t(stage)];
+  return b;
+}
+
+StageCosts stageCosts(const PlanCtx& pc, const BlockRange& r, int stage, int stages, double rows, const Rebuild& rb) {
   const Profile& p = pc.p;
   const double k = pc.c.computeScale;
   StageCosts s{.forward = 0, .backward = 0, .update = 0, .aux = 0, .inputGrad = 0};
-  const Keep keep = keepOf(cfg);
   for (size_t i = r.begin; i < r.end; ++i) {
     const BlockProfile& b = p.blocks[i];
     s.forward += p.at(b.forward, rows);
@@ -76,10 +98,7 @@ StageCosts stageCosts(const PlanCtx& pc, const TrainConfig& cfg, const BlockRang
     s.inputGrad += p.at(b.inputGrad, rows);
     s.update += b.update;
     s.paramBytes += b.paramBytes;
-    // PETRA without stored contexts recomputes the forward (kInput) or inverts reversible
-    // blocks and recomputes the others (kReconstruct) before each backward.
-    if (petraDelayed && keep != Keep::kContext)
-      s.backward += keep == Keep::kReconstruct && !b.inverse.empty() ? p.at(b.inverse, rows) : p.at(b.forward, rows);
+    if (rb.on) s.backward += rb.keep == Keep::kReconstruct && !rb.kept(p, r, i) ? p.at(b.inverse, rows) : p.at(b.forward, rows);
   }
   if (stage == 0) s.forward += p.at(p.load, rows);
   s.forward += p.overheadPerMicrobatch;
@@ -92,22 +111,20 @@ StageCosts stageCosts(const PlanCtx& pc, const TrainConfig& cfg, const BlockRang
 }
 
 // Bytes one in-flight micro-batch holds on a stage (its saved contexts and inputs).
-double heldPerMicrobatch(const Profile& p, const TrainConfig& cfg, const BlockRange& r, double rows, bool petraDelayed) {
-  const Keep keep = keepOf(cfg);
-  if (petraDelayed && keep == Keep::kInput) return p.blocks[r.begin].inBytesPerRow * rows;
+double heldPerMicrobatch(const Profile& p, const BlockRange& r, double rows, const Rebuild& rb) {
   double h = 0;
+  if (rb.on) {  // the kept block inputs, and the stage's input as rebuilt for the previous stage
+    for (size_t i = r.begin; i < r.end; ++i)
+      if (rb.kept(p, r, i) || i == r.begin) h += p.blocks[i].inBytesPerRow * rows;
+    return h;
+  }
   for (size_t i = r.begin; i < r.end; ++i) {
     const BlockProfile& b = p.blocks[i];
-    if (petraDelayed && keep == Keep::kReconstruct) {
-      if (b.inverse.empty() || i == r.begin) h += b.inBytesPerRow * rows;
-      continue;
-    }
     h += p.at(b.heldBytes, rows);
     const bool inputHeld = i == r.begin || b.savesInput || p.blocks[i - 1].savesOutput;
     if (inputHeld) h += b.inBytesPerRow * rows;
   }
-  if (!petraDelayed || keep == Keep::kContext)
-    if (p.blocks[r.end - 1].savesOutput) h += p.blocks[r.end - 1].outBytesPerRow * rows;
+  if (p.blocks[r.end - 1].savesOutput) h += p.blocks[r.end - 1].outBytesPerRow * rows;
   return h;
 }
 
@@ -164,9 +181,8 @@ SimResult simulateRound(PlanCtx& pc, Setup& s, const std::vector<BlockRange>& pa
   s.a->completeSpec(spec, *pc.model, parts);
   const std::vector<Program> progs = rankPrograms(*s.a, spec);
   SimCosts costs;
-  const bool petraDelayed = s.cfg.train.algo == "petra" && !s.a->flushed();
   for (int st = 0; st < spec.stages; ++st)
-    costs.stage.push_back(stageCosts(pc, s.cfg, parts[size_t(st)], st, spec.stages, double(s.rows), petraDelayed));
+    costs.stage.push_back(stageCosts(pc, parts[size_t(st)], st, spec.stages, double(s.rows), rebuildOf(s.cfg, spec, st)));
   for (const BlockProfile& b : pc.p.blocks) {
     costs.feedbackBlock.push_back(pc.p.at(b.feedback, double(s.rows)) * pc.c.computeScale);
     costs.feedbackBytes.push_back(b.feedbackBytes);
@@ -210,7 +226,8 @@ Candidate evaluate(PlanCtx& pc, Setup& s, const std::vector<BlockRange>& parts) 
   c.idle = c.sim.idleFraction;
   c.staleness = c.sim.staleness;
   c.spec = s.spec;
-  const bool petraDelayed = c.algo == "petra" && !s.a->flushed();
+  ScheduleSpec full = s.spec;  // the schedule fields that need the model, as the round had them
+  s.a->completeSpec(full, *pc.model, parts);
   double feedbackParams = 0;
   for (const BlockProfile& b : pc.p.blocks) feedbackParams += b.feedbackBytes;
   for (int r = 0; r < pc.world; ++r) {
@@ -222,7 +239,7 @@ Candidate evaluate(PlanCtx& pc, Setup& s, const std::vector<BlockRange>& parts) 
     }
     m.grads = m.weights;
     m.activations = double(c.sim.peakSlots[size_t(r)]) *
-                    heldPerMicrobatch(pc.p, s.cfg, br, double(s.rows), petraDelayed);
+                    heldPerMicrobatch(pc.p, br, double(s.rows), rebuildOf(s.cfg, full, r % c.stages));
     m.stash = double(c.sim.peakStash[size_t(r)] + (predicts ? 1 : 0)) * m.weights;
     if (c.algo == "interlocking" || c.algo == "local") m.extra = 3 * pc.p.blocks[br.end - 1].auxParamBytes;
     if (c.algo == "parle") m.extra = 2 * m.weights;  // the replica reference and its velocity

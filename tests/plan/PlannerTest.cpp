@@ -123,3 +123,34 @@ TEST(Planner, AMemoryLimitNothingFitsAndAProfileOfAnotherModel) {
 
 }  // namespace
 }  // namespace sw
+
+namespace sw {
+namespace {
+
+// PETRA's last stage keeps its contexts as backprop does; only earlier stages keep block inputs
+// and rebuild the rest (algo/petra): one PETRA stage holds and costs what backprop does.
+TEST(Planner, PetraOnOneStageHoldsWhatBackpropHolds) {
+  static const Profile p = [] {
+    TrainConfig cfg = parseConfig("", {"model.name=revnet18", "model.width=4", "data.name=synthetic",
+                                       "data.synthetic_shape=1,16,16", "data.synthetic_train=64",
+                                       "data.synthetic_test=16", "train.batch_size=16", "runtime.threads=1"});
+    CommPtr self = makeSelfCommunicator();
+    Profile q = measureProfile(cfg, *self, {.rows = {4, 8, 16}, .repeats = 1, .comm = false});
+    q.origin = "revnet profile";
+    return q;
+  }();
+  Cluster c;
+  c.devicesPerNode = 2;
+  c.intra = {.latency = 1e-6, .bandwidth = 1e10};
+  const Candidate bp = evaluateCandidate(p, c, {.ranks = 1}, "bp", 0, 1, nullptr);
+  const Candidate petra = evaluateCandidate(p, c, {.ranks = 1}, "petra", 0, 1, nullptr);
+  EXPECT_DOUBLE_EQ(petra.memory[0].activations, bp.memory[0].activations);
+  // Two stages: stage 0 keeps only block inputs, far less than its contexts.
+  const Candidate two = evaluateCandidate(p, c, {.ranks = 2}, "petra", 2, 1, nullptr);
+  const Candidate mp = evaluateCandidate(p, c, {.ranks = 2}, "mp", 2, 1, &two.parts);
+  EXPECT_LT(two.memory[0].activations / two.sim.peakSlots[0], mp.memory[0].activations / mp.sim.peakSlots[0]);
+  EXPECT_GT(two.memory[1].activations, 0);
+}
+
+}  // namespace
+}  // namespace sw
