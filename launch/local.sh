@@ -20,6 +20,8 @@ environment:
   STAGEWISE_BIN    trainer binary (default: <repo>/build/stagewise)
   OMP_NUM_THREADS  threads per rank (default: max(1, nproc / N))
   SW_MPIRUN_ARGS   extra mpirun arguments, split on spaces (e.g. "--timeout 600")
+  SW_MPIRUN_VERBOSE=1  keep mpirun's own banners (by default mpirun runs with --quiet and this
+                   script says in one line how the job ended)
 
 exit status: 0 done; 2 bad input (bad arguments here, or the trainer rejected its input);
 3 failure during the run, including any rank killed by a signal or an mpirun error.
@@ -101,6 +103,9 @@ if ! mkdir -p -- "$rundir/logs"; then
 fi
 logdir=$(cd -- "$rundir/logs" && pwd)
 read -r -a extra <<<"${SW_MPIRUN_ARGS:-}"
+# The trainer reports its own errors (once when every rank finds the same); mpirun's banner
+# about the exit status says nothing more.
+[[ ${SW_MPIRUN_VERBOSE:-0} == 1 ]] || extra=(--quiet ${extra[@]+"${extra[@]}"})
 cmd=(mpirun -n "$nranks" --oversubscribe --bind-to none --output-filename "$logdir"
   ${extra[@]+"${extra[@]}"} "$bin" train --config "$config" "${args[@]}")
 echo "$prog: $nranks rank(s), OMP_NUM_THREADS=$OMP_NUM_THREADS, logs in $logdir" >&2
@@ -139,7 +144,15 @@ done
 trap - TERM INT HUP
 
 case $status in
-  0 | 2 | 3) exit "$status" ;;
+  0) exit 0 ;;
+  2)
+    echo "$prog: the job stopped on bad input (exit 2); per-rank logs in $logdir" >&2
+    exit 2
+    ;;
+  3)
+    echo "$prog: the job failed during the run (exit 3); per-rank logs in $logdir" >&2
+    exit 3
+    ;;
 esac
 if ((status > 128)); then
   why="a process was killed by signal $(kill -l $((status - 128)) 2>/dev/null || echo $((status - 128)))"

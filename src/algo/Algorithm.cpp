@@ -11,21 +11,25 @@ ScheduleSpec Algorithm::shape(int world, int stages) const {
   s.stages = stages;
   s.replicas = topo.replicas();
   s.microbatches = cfg_.pipe.microbatches;
-  if (cfg_.train.batchSize % s.replicas != 0)
-    throw ConfigError("train.batch_size = " + std::to_string(cfg_.train.batchSize) + " is not divisible by the " +
-                      std::to_string(s.replicas) + " replicas (" + topo.str() + ")");
-  const int64_t perReplica = cfg_.train.batchSize / s.replicas;
-  if (perReplica % cfg_.pipe.microbatches != 0)
+  // A batch that does not divide by the replicas is split as evenly as possible (data/Loader.h)
+  // and the gradients are averaged by sample count; each replica needs a sample per micro-batch.
+  const int64_t smallest = cfg_.train.batchSize / s.replicas;
+  if (smallest < 1)
+    throw ConfigError("train.batch_size = " + std::to_string(cfg_.train.batchSize) + " is smaller than the " +
+                      std::to_string(s.replicas) + " replicas (" + topo.str() + "): a replica would get no sample");
+  if (smallest < cfg_.pipe.microbatches)
     throw ConfigError("train.batch_size = " + std::to_string(cfg_.train.batchSize) + " gives " +
-                      std::to_string(perReplica) + " samples per replica, not divisible by pipe.microbatches = " +
-                      std::to_string(cfg_.pipe.microbatches));
+                      std::to_string(smallest) + " samples to the smallest of " + std::to_string(s.replicas) +
+                      " replicas, fewer than pipe.microbatches = " + std::to_string(cfg_.pipe.microbatches));
   return s;
 }
 
 ScheduleSpec Algorithm::plan(int world) const { return shape(world, stagesOr(world, world)); }
 
 LoaderPlan Algorithm::loader(const RankCoord& c) const {
-  return {.seed = cfg_.train.seed, .shard = Shard{c.replica, c.replicas}, .batch = cfg_.train.batchSize / c.replicas};
+  const int64_t b = cfg_.train.batchSize, n = c.replicas;
+  return {.seed = cfg_.train.seed, .shard = Shard{c.replica, c.replicas},
+          .batch = b / n + (c.replica < b % n ? 1 : 0), .global = b};
 }
 
 void Algorithm::flushedRates(const RoundPos& p, RoundInputs& ri) const {

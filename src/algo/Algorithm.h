@@ -16,6 +16,7 @@
 #include "config/TrainConfig.h"
 #include "coord/Metrics.h"
 #include "data/Loader.h"
+#include "io/Checkpoint.h"
 #include "optim/LrSchedule.h"
 #include "schedule/Executor.h"
 #include "schedule/Schedule.h"
@@ -27,7 +28,11 @@ namespace sw {
 struct LoaderPlan {
   uint64_t seed = 0;
   Shard shard;
-  int64_t batch = 0;  // samples per batch this replica reads
+  int64_t batch = 0;   // samples per batch this replica reads
+  int64_t global = 0;  // samples per batch over the shard's count (0: batch x shard count)
+  // The replicas' gradients are averaged (dp, pipelines with replicas): an uneven split weights
+  // each micro-batch's loss by its share of the global batch. False: each replica's own mean.
+  bool averaged = true;
 };
 
 // What the trainer has built, handed to the algorithm's setup hooks (filled as it grows).
@@ -118,9 +123,12 @@ class Algorithm : public ExecutorPlugin {
   virtual void epochBegin(int epoch) {}
 
   // --- checkpoints: the algorithm's own state, written before the rank's shard (a COMMITTED
-  // marker implies it) and read after it ---
+  // marker implies it) and read after it. `src` says where: this rank's own files when the
+  // checkpoint is of this job's shape (src.sameShape), else the old ranks whose state this rank
+  // continues (resharding: io/Checkpoint.h ResumeSource). An algorithm whose state cannot be
+  // mapped onto another shape throws InputError saying why. ---
   virtual void save(const std::string& stepDir, int rank) const {}
-  virtual void load(const std::string& stepDir, int rank) {}
+  virtual void load(const ResumeSource& src) {}
 
  protected:
   // Rate rules shared by several algorithms.

@@ -40,6 +40,13 @@ void inspect(const std::string& step, std::ostream& out) {
   for (size_t s = 0; s < m.parts.size(); ++s)
     out << (s ? ", " : "; ") << "stage " << s << " blocks " << m.parts[s].begin << ".." << m.parts[s].end - 1;
   out << "\n";
+  if (!m.files.empty() || m.format == 1) {  // who wrote it and where training stood (rank 0's shard)
+    h5::File h(rankFilePath(step, "", 0), h5::Access::kRead);
+    TrainProgress p;
+    const ShardMeta meta = readShardHeader(h, p);
+    out << "  algo " << meta.algo << ", model " << meta.model << "; epoch " << p.epoch << ", batch " << p.batch
+        << ", optimizer step " << p.step << "; readable on any rank count and partition (resharding)\n";
+  }
   for (const ShardFile& f : m.files) {
     out << "  " << f.name << " (rank " << f.rank << ", " << f.bytes << " bytes, digest " << std::hex << std::setw(16)
         << std::setfill('0') << f.digest << std::dec << std::setfill(' ') << ")\n";

@@ -21,6 +21,7 @@
 #include "io/H5.h"
 #include "algo/Registry.h"
 #include "app/CheckpointCommand.h"
+#include "app/ModelCommands.h"
 #include "app/PlanCommands.h"
 #include "app/ScheduleCommand.h"
 #include "train/Trainer.h"
@@ -41,6 +42,10 @@ const char* kUsage =
     "                                   (predicted step time, idle, memory per algorithm; overrides)\n"
     "       stagewise checkpoint verify|inspect DIR\n"
     "                                   (check checkpoints against their manifests; what one holds)\n"
+    "       stagewise eval --run DIR [--checkpoint STEP] [--split test|train]   (under mpirun: any rank count)\n"
+    "                                   (loss, top-1, top-5 of a run's checkpoint)\n"
+    "       stagewise export --run DIR --format safetensors|h5 --out FILE [--probe FILE.h5]\n"
+    "                                   (the whole model in one file; tools/load_in_torch.py loads it)\n"
     "Run on N ranks with mpirun -n N, srun, or launch/local.sh N CONFIG.\n";
 
 struct TrainArgs {
@@ -152,10 +157,12 @@ int runUnderMpi(int argc, char** argv, const std::function<int(sw::MpiRuntime&)>
   } catch (const sw::PeerFailure& e) {
     code = e.code();  // the failing rank printed the cause; everybody agreed to stop
   } catch (const sw::InputError& e) {
-    std::cerr << who << "error: " << e.what() << "\n";
+    const sw::ErrorReport& rep = sw::agreedErrorReport();
+    if (!rep.silent) std::cerr << (rep.who.empty() ? who : rep.who) << "error: " << e.what() << "\n";
     code = 2;
   } catch (const std::exception& e) {
-    std::cerr << who << "failure: " << e.what() << "\n";
+    const sw::ErrorReport& rep = sw::agreedErrorReport();
+    if (!rep.silent) std::cerr << (rep.who.empty() ? who : rep.who) << "failure: " << e.what() << "\n";
     code = 3;
   }
   // A failure the other ranks did not agree on leaves them inside a collective or a receive:
@@ -210,6 +217,11 @@ int main(int argc, char** argv) {
   }
   if (cmd == "schedule") return runLocal("schedule", [&] { return sw::scheduleCommand(args, std::cout); });
   if (cmd == "checkpoint") return runLocal("checkpoint", [&] { return sw::checkpointCommand(args, std::cout); });
+  if (cmd == "export") return runLocal("export", [&] { return sw::exportCommand(args, std::cout); });
+  if (cmd == "eval")
+    return runUnderMpi(argc, argv, [&](sw::MpiRuntime& mpi) {
+      return sw::evalCommand(args, mpi.world(), mpi.localSize(), mpi.localRank(), std::cout);
+    });
   std::cerr << "stagewise: unknown command '" << cmd << "'\n" << kUsage;
   return 2;
 }

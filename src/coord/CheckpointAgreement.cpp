@@ -24,20 +24,30 @@ void writeCheckpoint(Communicator& world, CheckpointStore& store, Manifest m, in
   commitCheckpoint(world, [&] { store.commit(m, keep); });
 }
 
-std::string agreeOnCheckpoint(Communicator& world, const std::string& runDir, int rank, bool fallback) {
+std::string agreeOnCheckpoint(Communicator& world, const std::string& runDir, int rank, bool fallback, int64_t step) {
   // Every rank sees the run directory (it reads its files where they were written); rank 0's
   // list is the one all ranks walk.
   std::string list;
   agree(world, [&] {
-    for (const std::string& d : CheckpointStore(runDir).committed()) list += d + "\n";
-    if (list.empty()) throw InputError(runDir + ": no committed checkpoint to resume from");
+    std::string steps;
+    for (const std::string& d : CheckpointStore(runDir).committed()) {
+      const int64_t s = readManifest(d).step;
+      steps += (steps.empty() ? "" : ", ") + std::to_string(s);
+      if (step < 0 || s == step) list += d + "\n";
+    }
+    if (steps.empty()) throw InputError(runDir + ": no committed checkpoint to resume from");
+    if (list.empty())
+      throw InputError(runDir + ": no committed checkpoint of step " + std::to_string(step) + " (committed: " + steps +
+                       ")");
   });
   world.broadcastString(list, 0);
   std::istringstream steps(list);
   for (std::string dir; std::getline(steps, dir);) {
     std::string why;
     try {
-      CheckpointStore::verify(dir, rank);
+      // The writing job's files, spread over this job's ranks (another rank count: resharding).
+      const int written = readManifest(dir).world;
+      for (int r = rank; r < written; r += world.size()) CheckpointStore::verify(dir, r);
     } catch (const DamagedError& e) {
       why = e.what();
     }
@@ -45,7 +55,7 @@ std::string agreeOnCheckpoint(Communicator& world, const std::string& runDir, in
     for (const std::string& w : allGatherStrings(world, why))
       if (first.empty()) first = w;
     if (first.empty()) return dir;
-    if (!fallback)
+    if (!fallback || step >= 0)
       agree(world, [&] {
         if (!why.empty()) throw DamagedError(why + " (checkpoint.fallback = false: not trying older checkpoints)");
       });

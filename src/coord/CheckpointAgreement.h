@@ -19,6 +19,8 @@ void writeCheckpoint(Communicator& world, CheckpointStore& store, Manifest m, in
 // its own). A damaged one is renamed damaged_step_N by rank 0 with a warning naming the file and
 // the next older one is tried, or, with fallback = false, DamagedError on every rank. No
 // checkpoint, or none that verifies: InputError / DamagedError on every rank.
-std::string agreeOnCheckpoint(Communicator& world, const std::string& runDir, int rank, bool fallback);
+// step >= 0: that step's checkpoint only (no fallback; absent: InputError listing the steps).
+std::string agreeOnCheckpoint(Communicator& world, const std::string& runDir, int rank, bool fallback,
+                              int64_t step = -1);
 
 }  // namespace sw

@@ -35,6 +35,16 @@ void agree(Communicator& world, const std::function<void()>& phase);
 // True once an agree() ended in failure on this rank: every rank knows, so main may exit
 // normally instead of aborting the job.
 bool failureWasAgreed();
+// How this rank reports the error an agree() rethrew (main prints it). An error every failing
+// rank found alike (a configuration error every rank sees) is printed once, by the lowest of
+// them, under `who` ("stagewise: " when every rank failed, "[ranks 1,3 of 4] " otherwise);
+// the others stay silent. An error of one rank, or one that differs between ranks, is printed
+// by each rank under its own prefix (who empty).
+struct ErrorReport {
+  bool silent = false;
+  std::string who;
+};
+const ErrorReport& agreedErrorReport();
 
 struct RoundTotals {
   double lossSum = 0;

@@ -14,6 +14,7 @@ namespace sw {
 struct EvalResult {
   double loss = 0, acc = 0;
   int64_t samples = 0;
+  double top5 = 0;  // label among the 5 largest logits (every sample when there are <= 5 classes)
 };
 
 // A per-rank value of the train record: NAME_rankR for each rank (when 1 < ranks <= 16, or

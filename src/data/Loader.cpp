@@ -77,7 +77,7 @@ void ensure(Tensor& t, const Shape& s) {
 }  // namespace
 
 BatchLoader::BatchLoader(const Dataset& data, int64_t batchSize, uint64_t seed, Shard shard, AugmentSpec aug,
-                         Shuffle shuffle, DropLast dropLast, Augment augment)
+                         Shuffle shuffle, DropLast dropLast, Augment augment, int64_t globalBatch)
     : data_(data),
       batchSize_(batchSize),
       seed_(seed),
@@ -128,15 +128,27 @@ BatchLoader::BatchLoader(const Dataset& data, int64_t batchSize, uint64_t seed, 
       bias_[k] = -aug_.mean[k] / aug_.stddev[k];
     }
   }
-  // Equal shard lengths: every rank then runs the same number of steps per epoch.
-  perShard_ = data_.size() / shard_.count;
+  // Every shard runs the same number of batches per epoch (they are counted over all shards);
+  // the shards' shares of a batch differ by at most one sample.
+  const int64_t n = shard_.count, r = shard_.index, used = data_.size();
+  global_ = globalBatch > 0 ? globalBatch : batchSize_ * n;
+  auto share = [&](int64_t rows) { return rows > r ? (rows - r + n - 1) / n : 0; };
+  if (share(global_) != batchSize_)
+    throw ConfigError("data shard " + std::to_string(r) + " of " + std::to_string(n) + ": a batch of " +
+                      std::to_string(global_) + " gives it " + std::to_string(share(global_)) + " samples, not " +
+                      std::to_string(batchSize_));
+  batches_ = dropLast_ == DropLast::kYes ? used / global_ : (used + global_ - 1) / global_;
+  // A last partial batch smaller than the shard count would leave a shard without a sample.
+  if (dropLast_ == DropLast::kNo && used % global_ != 0 && used % global_ < n) --batches_;
+  shardRows_ = 0;
+  for (int64_t k = 0; k < batches_; ++k) shardRows_ += share(globalRows(k));
 }
 
-int64_t BatchLoader::shardSize() const { return perShard_; }
+int64_t BatchLoader::globalRows(int64_t k) const { return std::min(global_, data_.size() - k * global_); }
 
-int64_t BatchLoader::batchesPerEpoch() const {
-  return dropLast_ == DropLast::kYes ? perShard_ / batchSize_ : (perShard_ + batchSize_ - 1) / batchSize_;
-}
+int64_t BatchLoader::shardSize() const { return shardRows_; }
+
+int64_t BatchLoader::batchesPerEpoch() const { return batches_; }
 
 Shape BatchLoader::sampleShape() const { return outSample_; }
 
@@ -148,9 +160,13 @@ void BatchLoader::buildOrder(int epoch) {
     Rng r = Rng::derive(seed_, static_cast<uint64_t>(epoch));
     for (int64_t i = n - 1; i > 0; --i) std::swap(perm_[i], perm_[r.below(static_cast<uint64_t>(i + 1))]);
   }
-  // Positions past perShard_ * count are dropped this epoch (different samples each epoch).
-  order_.resize(static_cast<size_t>(perShard_));
-  for (int64_t i = 0; i < perShard_; ++i) order_[i] = perm_[shard_.index + i * shard_.count];
+  // A dropped last batch leaves different samples out each epoch. This shard's samples of batch k follow those of batch k-1 (every full batch has the same share).
+  order_.clear();
+  order_.reserve(static_cast<size_t>(shardRows_));
+  for (int64_t k = 0; k < batches_; ++k) {
+    const int64_t start = k * global_, rows = globalRows(k);
+    for (int64_t j = shard_.index; j < rows; j += shard_.count) order_.push_back(perm_[size_t(start + j)]);
+  }
   augSeed_ = Rng::derive(seed_ ^ kAugmentTag, static_cast<uint64_t>(epoch)).next();
   epoch_ = epoch;
 }
@@ -168,7 +184,7 @@ bool BatchLoader::next(Batch& out) {
   if (epoch_ < 0) seek(0, 0);
   if (batch_ >= batchesPerEpoch()) return false;
   const int64_t first = batch_ * batchSize_;
-  fill(first, std::min(batchSize_, perShard_ - first), out);
+  fill(first, std::min(batchSize_, shardRows_ - first), out);
   ++batch_;
   return true;
 }

@@ -37,12 +37,19 @@ struct Batch {
 
 class BatchLoader {
  public:
+  // Batch k of the epoch is positions [kG, (k+1)G) of the epoch's permutation (G = globalBatch,
+  // the batch over all shards; 0 = batchSize x shard count); shard r reads those of them whose
+  // offset j in the batch has j % count == r: ceil((G - r) / count) rows, so a G that does not
+  // divide by the shard count is split as evenly as possible (batchSize must be shard r's share).
   BatchLoader(const Dataset& data, int64_t batchSize, uint64_t seed, Shard shard, AugmentSpec aug,
-              Shuffle shuffle, DropLast dropLast, Augment augment);
-  // Samples per epoch in this shard, floor(N / shard count) (DropLast::kYes then skips the final
-  // partial batch of these), and batches per epoch.
+              Shuffle shuffle, DropLast dropLast, Augment augment, int64_t globalBatch = 0);
+  // Samples per epoch in this shard (DropLast::kYes then skips the final partial batch of
+  // these), and batches per epoch (the same on every shard: they are counted over all shards; a
+  // last partial batch with fewer samples than shards is dropped).
   int64_t shardSize() const;
   int64_t batchesPerEpoch() const;
+  // Samples of batch k over all shards (G, or fewer for the epoch's last batch).
+  int64_t globalRows(int64_t k) const;
   // Output per-sample shape after padTo.
   Shape sampleShape() const;
   // Positions the loader at batch `batch` of `epoch`.
@@ -67,7 +74,9 @@ class BatchLoader {
   int64_t batch_ = 0;
   std::vector<int64_t> order_;  // this shard's sample indices for the current epoch
   std::vector<int64_t> perm_;   // scratch: the whole data set's permutation
-  int64_t perShard_ = 0;        // floor(N / shard.count)
+  int64_t global_ = 0;          // G: samples per batch over all shards
+  int64_t shardRows_ = 0;       // this shard's samples per epoch
+  int64_t batches_ = 0;         // batches per epoch
   // Sample geometry: C planes of H x W (non-image samples are one plane of 1 x numel), padded size.
   int64_t c_ = 1, h_ = 1, w_ = 1, outH_ = 1, outW_ = 1;
   Shape outSample_;

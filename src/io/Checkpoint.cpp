@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <memory>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -81,6 +83,12 @@ void writeShardHeader(h5::File& f, const ShardMeta& meta, const TrainProgress& p
   f.setAttr("/", "rank", int64_t(meta.rank));
   f.setAttr("/", "world", int64_t(meta.world));
   f.setAttr("/", "config", meta.configText);
+  if (!meta.sample.empty()) {
+    std::string s;
+    for (int64_t d : meta.sample) s += (s.empty() ? "" : ",") + std::to_string(d);
+    f.setAttr("/", "sample_shape", s);
+    f.setAttr("/", "classes", meta.classes);
+  }
   f.setAttr("/", "epoch", int64_t(p.epoch));
   f.setAttr("/", "batch", p.batch);
   f.setAttr("/", "step", p.step);
@@ -96,6 +104,11 @@ ShardMeta readShardHeader(const h5::File& f, TrainProgress& p) {
   ShardMeta m{.algo = f.attrString("/", "algo"), .model = f.attrString("/", "model"),
               .rank = int(f.attrInt("/", "rank")), .world = int(f.attrInt("/", "world")),
               .configText = f.attrString("/", "config")};
+  if (f.hasAttr("/", "sample_shape")) {
+    std::stringstream ss(f.attrString("/", "sample_shape"));
+    for (std::string d; std::getline(ss, d, ',');) m.sample.push_back(std::stoll(d));
+    m.classes = f.attrInt("/", "classes");
+  }
   p.epoch = int(f.attrInt("/", "epoch"));
   p.batch = f.attrInt("/", "batch");
   p.step = f.attrInt("/", "step");
@@ -111,7 +124,7 @@ ShardMeta readShardHeader(const h5::File& f, TrainProgress& p) {
 void expectShardOf(const ShardMeta& got, const ShardMeta& want, const std::string& stepDir) {
   if (got.model != want.model)
     throw InputError(stepDir + ": checkpoint is of model '" + got.model + "', config says '" + want.model + "'");
-  if (got.world != want.world)
+  if (want.world > 0 && got.world != want.world)
     throw InputError(stepDir + ": checkpoint was written by " + std::to_string(got.world) + " ranks, this job has " +
                      std::to_string(want.world));
   if (got.algo != want.algo)
@@ -374,7 +387,7 @@ std::vector<std::string> CheckpointStore::committed() const {
 
 void CheckpointStore::readShard(const std::string& dir, int rank, Model& model, BlockRange range, Optimizer& opt,
                                 TrainProgress& p, Rng::State& dropoutRng, ShardMeta* meta) const {
-  const std::string path = dir + "/rank_" + pad(rank, 5) + ".h5";
+  const std::string path = rankFilePath(dir, "", rank);
   if (!fs::exists(dir + "/COMMITTED"))
     throw InputError(dir + ": checkpoint is not committed (incomplete write); not resuming from it");
   // HDF5 failures on a file that verified are damage too (exit 2, not a run failure).
@@ -385,50 +398,217 @@ void CheckpointStore::readShard(const std::string& dir, int rank, Model& model, 
   }
 }
 
+namespace {
+
+void checkFormat(const h5::File& f) {
+  const int64_t ver = f.attrInt("/", "format_version");
+  if (ver != kFormatVersion && ver != 1)  // format 1: the same layout without checksums
+    throw DamagedError(f.path() + ": checkpoint format version " + std::to_string(ver) + ", this build reads 1 and " +
+                       std::to_string(kFormatVersion));
+}
+
+// Header, optimizer step count and dropout RNG of one shard.
+ShardMeta readPosition(const h5::File& f, Optimizer& opt, TrainProgress& p, Rng::State& dropoutRng) {
+  const ShardMeta m = readShardHeader(f, p);
+  opt.setStepCount(f.attrInt("/", "optimizer_steps"));
+  auto r = f.readInt64("/rng/dropout");
+  if (r.size() != dropoutRng.size()) throw InputError(f.path() + ": bad /rng/dropout");
+  for (size_t i = 0; i < r.size(); ++i) dropoutRng[i] = uint64_t(r[i]);
+  return m;
+}
+
+// One parameter's value, pending gradient (mid-accumulation) and optimizer state.
+void readParam(const h5::File& f, Backend& be, Param& prm, ParamState& s, bool grads) {
+  readInto(f, "/params/" + prm.name, be, prm.value, "parameter");
+  const std::string g = "/grads/" + prm.name;
+  if (grads && f.exists(g)) {
+    readInto(f, g, be, prm.grad, "gradient");
+    prm.gradFresh = false;
+  } else {
+    prm.gradFresh = true;
+  }
+  const std::string base = "/optim/" + prm.name;
+  s = ParamState{};
+  if (!f.exists(base)) return;
+  auto load = [&](const std::string& k, Tensor& t) {
+    if (!f.exists(base + "/" + k)) return;
+    t = be.zeros(prm.value.shape());
+    readInto(f, base + "/" + k, be, t, "optimizer state");
+  };
+  load("buf", s.buf);
+  load("m", s.m);
+  load("v", s.v);
+  load("vmax", s.vmax);
+  load("last_d", s.lastD);
+  s.steps = f.readInt64(base + "/steps").at(0);
+}
+
+}  // namespace
+
 void CheckpointStore::readShardFile(const std::string& path, Model& model, BlockRange range, Optimizer& opt,
                                     TrainProgress& p, Rng::State& dropoutRng, ShardMeta* meta) const {
   h5::File f(path, h5::Access::kRead);
-  const int64_t ver = f.attrInt("/", "format_version");
-  if (ver != kFormatVersion && ver != 1)  // format 1: the same layout without checksums
-    throw DamagedError(path + ": checkpoint format version " + std::to_string(ver) + ", this build reads 1 and " +
-                       std::to_string(kFormatVersion));
-  const ShardMeta m = readShardHeader(f, p);
+  checkFormat(f);
+  const ShardMeta m = readPosition(f, opt, p, dropoutRng);
   if (meta) *meta = m;
   Backend& be = model.backend();
-  opt.setStepCount(f.attrInt("/", "optimizer_steps"));
-  auto r = f.readInt64("/rng/dropout");
-  if (r.size() != dropoutRng.size()) throw InputError(path + ": bad /rng/dropout");
-  for (size_t i = 0; i < r.size(); ++i) dropoutRng[i] = uint64_t(r[i]);
   auto params = model.params(range);
-  for (Param* prm : params) {
-    readInto(f, "/params/" + prm->name, be, prm->value, "parameter");
-    const std::string g = "/grads/" + prm->name;
-    if (p.microbatches > 0 && f.exists(g)) {
-      readInto(f, g, be, prm->grad, "gradient");
-      prm->gradFresh = false;
-    } else {
-      prm->gradFresh = true;
+  auto& st = opt.state();
+  for (size_t i = 0; i < params.size(); ++i) readParam(f, be, *params[i], st[i], p.microbatches > 0);
+  for (Buffer* b : model.buffers(range)) readInto(f, "/buffers/" + b->name, be, b->value, "buffer");
+}
+
+void CheckpointStore::readResharded(const ResumeSource& src, Model& model, BlockRange range, Optimizer& opt,
+                                    TrainProgress& p, Rng::State& dropoutRng, ShardMeta* meta,
+                                    std::vector<std::string>* fresh) const {
+  const std::string& dir = src.stepDir;
+  if (!fs::exists(dir + "/COMMITTED"))
+    throw InputError(dir + ": checkpoint is not committed (incomplete write); not resuming from it");
+  try {
+    SourceFiles files(src, "");
+    const size_t nb = model.numBlocks();
+    range.end = std::min(range.end, nb);
+    const int head = src.rankHolding(range.begin);
+    if (head < 0) throw InputError(dir + ": no shard holds block " + std::to_string(range.begin));
+    h5::File& hf = files.at(head);
+    checkFormat(hf);
+    const ShardMeta m = readPosition(hf, opt, p, dropoutRng);
+    if (meta) *meta = m;
+    auto holder = [&](size_t block, const std::string& obj) { return files.find(obj, block); };
+    Backend& be = model.backend();
+    auto params = model.params(range);
+    auto& st = opt.state();
+    std::map<const Param*, size_t> index;
+    for (size_t i = 0; i < params.size(); ++i) index[params[i]] = i;
+    for (size_t b = range.begin; b < range.end; ++b) {
+      const auto mainParams = model.params({b, b + 1}, Aux::kExclude);
+      for (Param* prm : model.params({b, b + 1})) {
+        const bool aux = std::find(mainParams.begin(), mainParams.end(), prm) == mainParams.end();
+        h5::File* f = holder(b, "/params/" + prm->name);
+        if (!f) {
+          if (aux && fresh) {
+            fresh->push_back(prm->name);
+            st[index.at(prm)] = ParamState{};
+            prm->gradFresh = true;
+            continue;
+          }
+          throw InputError(dir + ": no shard of the checkpoint (written by " + src.describe() + ") holds parameter '" +
+                           prm->name + "' of block " + std::to_string(b));
+        }
+        readParam(*f, be, *prm, st[index.at(prm)], p.microbatches > 0);
+      }
+      const auto mainBuffers = model.buffers({b, b + 1}, Aux::kExclude);
+      for (Buffer* x : model.buffers({b, b + 1})) {
+        const bool aux = std::find(mainBuffers.begin(), mainBuffers.end(), x) == mainBuffers.end();
+        h5::File* f = holder(b, "/buffers/" + x->name);
+        if (!f) {
+          if (aux && fresh) continue;
+          throw InputError(dir + ": no shard of the checkpoint (written by " + src.describe() + ") holds buffer '" +
+                           x->name + "' of block " + std::to_string(b));
+        }
+        readInto(*f, "/buffers/" + x->name, be, x->value, "buffer");
+      }
+    }
+  } catch (const IoError& e) {
+    throw DamagedError(e.what());
+  }
+}
+
+SourceFiles::SourceFiles(const ResumeSource& src, std::string prefix) : src_(src), prefix_(std::move(prefix)) {}
+SourceFiles::~SourceFiles() = default;
+
+h5::File& SourceFiles::at(int r) {
+  auto& f = open_[r];
+  if (!f) {
+    const std::string path = rankFilePath(src_.stepDir, prefix_, r);
+    if (!fs::exists(path)) throw InputError(path + ": missing (the checkpoint's rank " + std::to_string(r) + ")");
+    try {
+      f = std::make_unique<h5::File>(path, h5::Access::kRead);
+    } catch (const IoError& e) {
+      throw DamagedError(e.what());
     }
   }
-  for (Buffer* b : model.buffers(range)) readInto(f, "/buffers/" + b->name, be, b->value, "buffer");
-  auto& st = opt.state();
-  for (size_t i = 0; i < params.size(); ++i) {
-    const std::string base = "/optim/" + params[i]->name;
-    ParamState& s = st[i];
-    s = ParamState{};
-    if (!f.exists(base)) continue;
-    auto load = [&](const std::string& k, Tensor& t) {
-      if (!f.exists(base + "/" + k)) return;
-      t = be.zeros(params[i]->value.shape());
-      readInto(f, base + "/" + k, be, t, "optimizer state");
-    };
-    load("buf", s.buf);
-    load("m", s.m);
-    load("v", s.v);
-    load("vmax", s.vmax);
-    load("last_d", s.lastD);
-    s.steps = f.readInt64(base + "/steps").at(0);
+  return *f;
+}
+
+h5::File* SourceFiles::find(const std::string& obj, size_t block) {
+  const int first = src_.rankHolding(block);
+  if (first >= 0 && at(first).exists(obj)) return &at(first);
+  for (int r : src_.ranks)
+    if (r != first && at(r).exists(obj)) return &at(r);
+  return nullptr;
+}
+
+std::string rankFilePath(const std::string& stepDir, const std::string& prefix, int rank) {
+  return stepDir + "/" + prefix + "rank_" + pad(rank, 5) + ".h5";
+}
+
+int ResumeSource::rankHolding(size_t block) const {
+  if (sameShape) return ranks.empty() ? rank : ranks.front();
+  const Manifest& m = manifest;
+  for (size_t s = 0; s < m.parts.size(); ++s)
+    if (block >= m.parts[s].begin && block < m.parts[s].end) return ranks.at(s);
+  return -1;
+}
+
+std::string ResumeSource::describe() const {
+  const Manifest& m = manifest;
+  std::ostringstream os;
+  os << m.world << " rank(s) = " << m.replicas << " replica(s) x " << m.stages << " stage(s)";
+  if (m.stages > 1)
+    for (size_t s = 0; s < m.parts.size(); ++s)
+      os << (s ? ", " : "; ") << "stage " << s << " blocks " << m.parts[s].begin << ".." << m.parts[s].end - 1;
+  return os.str();
+}
+
+ResumeSource resumeSource(const std::string& stepDir, int rank, int world, int stages, int replicas, int replica,
+                          const std::vector<BlockRange>& parts, size_t numBlocks) {
+  ResumeSource src{.stepDir = stepDir, .manifest = readManifest(stepDir), .rank = rank};
+  Manifest& m = src.manifest;
+  auto norm = [&](std::vector<BlockRange> v) {
+    for (BlockRange& r : v) r.end = std::min(r.end, numBlocks);
+    return v;
+  };
+  auto same = [](const std::vector<BlockRange>& a, const std::vector<BlockRange>& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+      if (a[i].begin != b[i].begin || a[i].end != b[i].end) return false;
+    return true;
+  };
+  if (m.format == 1) {  // no topology recorded: only the same rank count can read it
+    src.ranks = {rank};
+    if (m.world != world)
+      throw InputError(stepDir + ": a format-1 checkpoint (no topology in its manifest) written by " +
+                       std::to_string(m.world) + " ranks cannot be resumed on " + std::to_string(world));
+    return src;
   }
+  std::vector<BlockRange> old = norm(m.parts);
+  if (m.parts.empty()) old = {{0, numBlocks}};
+  src.sameShape = m.world == world && m.stages == stages && m.replicas == replicas && same(old, norm(parts));
+  if (src.sameShape) {
+    src.ranks = {rank};
+    src.sourceReplica = replica;
+    return src;
+  }
+  if (int(old.size()) != m.stages || m.stages * m.replicas != m.world)
+    throw InputError(stepDir + "/COMMITTED: " + std::to_string(m.stages) + " stage(s) x " +
+                     std::to_string(m.replicas) + " replica(s) with " + std::to_string(old.size()) +
+                     " partition ranges for " + std::to_string(m.world) + " ranks");
+  size_t next = 0;
+  for (const BlockRange& r : old) {
+    if (r.begin != next || r.end <= r.begin)
+      throw InputError(stepDir + "/COMMITTED: the partition does not cover the model's " + std::to_string(numBlocks) +
+                       " blocks in order (a checkpoint of another model?)");
+    next = r.end;
+  }
+  if (next != numBlocks)
+    throw InputError(stepDir + "/COMMITTED: the partition covers " + std::to_string(next) + " blocks, the model has " +
+                     std::to_string(numBlocks));
+  m.parts = old;
+  src.sourceReplica = replica % m.replicas;
+  // rank = replica * stages + stage (comm/Topology.h)
+  for (int s = 0; s < m.stages; ++s) src.ranks.push_back(src.sourceReplica * m.stages + s);
+  return src;
 }
 
 }  // namespace sw

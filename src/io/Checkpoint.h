@@ -9,6 +9,8 @@
 // Format 2 (this one); format 1 (a text marker, no checksums) is still read, unverified.
 #pragma once
 #include <map>
+#include <memory>
+#include <vector>
 #include <optional>
 #include <string>
 
@@ -34,6 +36,8 @@ struct ShardMeta {
   std::string algo, model;
   int rank = 0, world = 1;
   std::string configText;
+  std::vector<int64_t> sample;  // per-sample input shape the model was built for (empty: not recorded)
+  int64_t classes = 0;          // 0: not recorded (checkpoints before export existed)
 };
 // A shard written by another model, rank count or algorithm than `want` is bad input (InputError
 // naming the step directory and both sides).
@@ -57,6 +61,32 @@ struct Manifest {
 };
 // Throws DamagedError naming the marker when it is missing or unreadable.
 Manifest readManifest(const std::string& stepDir);
+// Path of rank `rank`'s file `prefix`rank_RRRRR.h5 in a step directory (prefix "" = its shard,
+// "parle_", "dtp_" = an algorithm's file).
+std::string rankFilePath(const std::string& stepDir, const std::string& prefix, int rank);
+
+// Where a resuming rank finds its state in a committed checkpoint. The same topology and
+// partition as the writing job: every rank reads its own files (bit-identical continuation).
+// Another shape (rank count, stages, replicas or partition: resharding): a rank continues replica
+// `replica % old replicas` of the writing job and reads its blocks from that replica's shards,
+// whichever old stage held them; parameters, buffers, optimizer state and gradients are found by
+// name (they are the same full model whatever the cut).
+struct ResumeSource {
+  std::string stepDir;
+  Manifest manifest;
+  int rank = 0;            // this rank, in the resuming job
+  bool sameShape = true;
+  int sourceReplica = 0;   // the old replica this rank continues
+  std::vector<int> ranks;  // the old ranks of that replica, stage order (ranks = {rank} when sameShape)
+  // The old rank whose stage held block b (-1 when none: a block beyond the old model).
+  int rankHolding(size_t block) const;
+  std::string describe() const;  // "4 ranks (1 replica x 4 stages, blocks ...)" of the writer
+};
+// Throws InputError when the checkpoint cannot be mapped onto this job (a format-1 checkpoint
+// on another rank count, a partition that does not cover the model).
+class SourceFiles;
+ResumeSource resumeSource(const std::string& stepDir, int rank, int world, int stages, int replicas, int replica,
+                          const std::vector<BlockRange>& parts, size_t numBlocks);
 std::string shardFilesJson(const std::vector<ShardFile>& files);
 std::vector<ShardFile> parseShardFilesJson(const std::string& text);
 
@@ -67,6 +97,23 @@ class File;
 // world, the resolved config) and the training position.
 void writeShardHeader(h5::File& f, const ShardMeta& meta, const TrainProgress& p);
 ShardMeta readShardHeader(const h5::File& f, TrainProgress& p);
+
+// The files PREFIXrank_R.h5 of a resuming rank's source ranks (ResumeSource::ranks), opened on
+// demand (HDF5 errors become DamagedError naming the file).
+class SourceFiles {
+ public:
+  SourceFiles(const ResumeSource& src, std::string prefix);
+  ~SourceFiles();
+  h5::File& at(int oldRank);
+  // The file of the old rank holding `block` if it has `obj`, else the first source that has it.
+  h5::File* find(const std::string& obj, size_t block = 0);
+  const ResumeSource& source() const { return src_; }
+
+ private:
+  const ResumeSource& src_;
+  std::string prefix_;
+  std::map<int, std::unique_ptr<h5::File>> open_;
+};
 
 class CheckpointStore {
  public:
@@ -100,6 +147,13 @@ class CheckpointStore {
   // (InputError; DamagedError for a file that is not what it claims).
   void readShard(const std::string& stepDir, int rank, Model& model, BlockRange range, Optimizer& opt,
                  TrainProgress& progress, Rng::State& dropoutRng, ShardMeta* meta = nullptr) const;
+  // The same from another shape's checkpoint (src.sameShape false): each parameter, buffer and
+  // optimizer state of `range` from the old shard that holds it; progress, optimizer step count
+  // and dropout RNG from the old shard holding range.begin. Parameters no old shard has (an
+  // auxiliary head at a new cut) keep their initial values when `fresh` is given (their names
+  // are appended); otherwise, and for every main-model tensor, that is an InputError.
+  void readResharded(const ResumeSource& src, Model& model, BlockRange range, Optimizer& opt, TrainProgress& progress,
+                     Rng::State& dropoutRng, ShardMeta* meta, std::vector<std::string>* fresh) const;
 
  private:
   bool checksums_ = true;

@@ -10,8 +10,14 @@
 
 namespace sw {
 
-std::unique_ptr<Sequential> buildAuxHead(Backend& be, const std::string& arch, const Shape& sample,
+std::string auxArchFor(const std::string& arch, const Shape& sample) {
+  if (arch != "auto") return arch;
+  return sample.rank() == 3 ? "conv128_bn_conv64_bn_gbpl_fc" : "fc";
+}
+
+std::unique_ptr<Sequential> buildAuxHead(Backend& be, const std::string& requested, const Shape& sample,
                                          int64_t classes, Rng& rng, const std::string& key) {
+  const std::string arch = auxArchFor(requested, sample);
   auto bad = [&](const std::string& why) {
     return ConfigError(key + " = '" + arch + "': " + why + " (tokens: convN, bn, gbpl, fc; e.g. conv128_bn_gbpl_fc)");
   };

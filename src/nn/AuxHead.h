@@ -8,7 +8,8 @@
 //   gbpl   global average pool to 1x1, then flatten
 //   fc     Linear to the class count; on image features it needs a gbpl first (the reference
 //          has no flatten-without-pool); on flat features [n, F] it applies directly
-// e.g. "conv128_bn_conv64_bn_gbpl_fc" (the reference example) or "gbpl_fc".
+// e.g. "conv128_bn_conv64_bn_gbpl_fc" (the reference example) or "gbpl_fc". "auto" fits the
+// features at the cut: the reference example on image features (C,H,W), "fc" on flat ones (F).
 // Init: convolutions Kaiming-normal (fan_out, relu) with PyTorch's default uniform bias,
 // BN gamma 1 beta 0, Linear PyTorch default.
 #pragma once
@@ -19,6 +20,8 @@
 
 namespace sw {
 
+// The architecture "auto" stands for at feature shape `sample` (any other string: itself).
+std::string auxArchFor(const std::string& arch, const Shape& sample);
 // Builds the head for per-sample feature shape `sample` ((C,H,W) or (F)). Throws ConfigError
 // naming `key` for a malformed string or one the feature shape cannot take.
 std::unique_ptr<Sequential> buildAuxHead(Backend& be, const std::string& arch, const Shape& sample,

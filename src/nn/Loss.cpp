@@ -17,6 +17,22 @@ LossResult SoftmaxCrossEntropy::forward(const Tensor& logits, const Tensor& labe
   return r;
 }
 
+int64_t SoftmaxCrossEntropy::countTopK(const Tensor& logits, const Tensor& labels, int k) const {
+  const Tensor z = be_.toHost(logits), y = be_.toHost(labels);
+  const int64_t n = z.dim(0), c = z.dim(1);
+  const float* p = z.data();
+  const int32_t* lab = y.data<int32_t>();
+  int64_t hits = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = p + i * c;
+    const float mine = row[lab[i]];
+    int64_t above = 0;  // classes strictly more likely than the label
+    for (int64_t j = 0; j < c; ++j) above += row[j] > mine;
+    hits += above < k;
+  }
+  return hits;
+}
+
 Tensor SoftmaxCrossEntropy::backward(Ctx& ctx, float scale) {
   const Tensor& probs = ctx.saved.at(0);
   Tensor d = be_.empty(probs.shape());

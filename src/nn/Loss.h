@@ -17,6 +17,9 @@ class SoftmaxCrossEntropy {
   LossResult forward(const Tensor& logits, const Tensor& labels, Ctx& ctx);
   // d(loss * scale)/dlogits.
   Tensor backward(Ctx& ctx, float scale = 1.f);
+  // Rows whose label is among the k largest logits (ties: a logit equal to the label's counts
+  // as ranked below it, as torch.topk's). Evaluation only: reads the logits on the host.
+  int64_t countTopK(const Tensor& logits, const Tensor& labels, int k) const;
 
  private:
   Backend& be_;

@@ -23,6 +23,7 @@ constexpr size_t kMaxEvalSendsInFlight = 2;
 void RoundStats::add(const RoundStats& o) {
   lossSum += o.lossSum;
   correct += o.correct;
+  correct5 += o.correct5;
   seen += o.seen;
   updates += o.updates;
   compute += o.compute;
@@ -219,6 +220,7 @@ void Executor::registerSharedOps() {
     c.ri.fetch(c.in.mb, b);
     s.mb = c.in.mb;
     s.rows = b.size();
+    s.lossWeight = c.ri.lossWeight ? c.ri.lossWeight(c.in.mb) : 1.f;
     if (ex.c_.coord.firstStage()) s.in = ex.c_.be->fromHost(b.x);
     // Stages with an auxiliary head need the labels too (every interlocking stage).
     if (ex.c_.coord.lastStage() || ex.c_.model->aux(ex.c_.range.end - 1)) s.labels = ex.c_.be->fromHost(b.labels);
@@ -228,6 +230,7 @@ void Executor::registerSharedOps() {
     Slot& s = ex.slot(c.in);
     s.mb = c.in.mb;
     s.rows = c.ri.rows(c.in.mb);
+    s.lossWeight = c.ri.lossWeight ? c.ri.lossWeight(c.in.mb) : 1.f;
     s.actBuf = ex.c_.be->empty(ex.inputShape(s.rows));
     s.actWork = ex.c_.pipe->recv(s.actBuf, c.in.peer, c.in.tag);
   });
@@ -303,7 +306,11 @@ Tensor Executor::takeInput(Slot& s, RoundStats& st) {
 }
 
 Tensor Executor::outputGrad(Slot& s, RoundStats& st) {
-  if (c_.coord.lastStage()) return c_.loss->backward(s.lossCtx);
+  if (c_.coord.lastStage()) {
+    Tensor dy = c_.loss->backward(s.lossCtx);
+    if (s.lossWeight != 1.f) c_.be->scale(dy, s.lossWeight);
+    return dy;
+  }
   wait(s.gradWork, st);
   Tensor dy = s.gradBuf;
   s.gradBuf = Tensor();
@@ -323,6 +330,7 @@ void Executor::finishForward(const Instr& in, Slot& s, const Tensor& out, Mode m
   st.lossSum += double(r.loss) * double(s.rows);
   st.correct += r.correct;
   st.seen += s.rows;
+  if (mode == Mode::kEval) st.correct5 += c_.loss->countTopK(out, s.labels, 5);
   if (mode != Mode::kTrain) s.reset();
 }
 

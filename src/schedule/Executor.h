@@ -45,6 +45,9 @@ struct RoundInputs {
   // Learning rate of the round's k-th optimizer step.
   std::function<float(int k)> lr;
   float gradScale = 1.f;  // multiplies gradients at each optimizer step (averaging)
+  // Multiplies the loss gradient of micro-batch `mb` (null: 1): uneven splits weight each
+  // micro-batch by its share of the batch (train/Feeds.h).
+  std::function<float(int mb)> lossWeight;
   // Delayed pipelines: a step that accumulated n backwards (OptimizerStep.mb) scales by 1/n.
   bool averageByCount = false;
   int64_t step = 0;       // optimizer steps before the round (keys per-step noise, probes)
@@ -53,6 +56,7 @@ struct RoundInputs {
 struct RoundStats {
   double lossSum = 0;  // sum over samples (last stage only)
   int64_t correct = 0, seen = 0;
+  int64_t correct5 = 0;  // evaluation: label among the 5 largest logits
   int updates = 0;
   // Seconds spent: forward/backward compute, blocked on receives or reductions, optimizer.
   double compute = 0, wait = 0, optimizer = 0, total = 0;
@@ -72,6 +76,7 @@ struct TraceEvent {
 struct Slot {
   int mb = -1;
   int64_t rows = 0;
+  float lossWeight = 1.f;  // RoundInputs::lossWeight of this micro-batch
   Tensor in, labels, out, gin, gout;
   Tensor actBuf, gradBuf;  // receive buffers, on the backend's device
   WorkPtr actWork, gradWork;

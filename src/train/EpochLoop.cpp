@@ -186,7 +186,7 @@ EvalResult EpochLoop::run(EpochHooks& h, const std::atomic<bool>* stop, bool* st
     last = h.evaluate(epoch);
     const MetricsRecord te2{.epoch = epoch, .step = p_.step, .split = "test", .loss = last.loss, .acc = last.acc,
                             .samplesPerSec = double(last.samples) / std::max(secondsSince(tv), 1e-9),
-                            .wallSec = wall()};
+                            .wallSec = wall(), .extra = {{"top5", last.top5}}};
     if (leader) {
       metrics_->write(te2);
       SW_INFO("epoch " << epoch + 1 << "/" << cfg_.train.epochs << ": train loss " << std::fixed

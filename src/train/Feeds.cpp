@@ -7,8 +7,12 @@ namespace {
 int64_t partBegin(int64_t n, int p, int m) { return int64_t(p) * n / m; }
 }  // namespace
 
-TrainFeed::TrainFeed(BatchLoader& loader, int microbatches, int64_t batchRows, int64_t firstBatch)
-    : loader_(loader), m_(microbatches), batchRows_(batchRows), first_(firstBatch) {}
+TrainFeed::TrainFeed(BatchLoader& loader, int microbatches, int64_t batchRows, int64_t firstBatch, int shards)
+    : loader_(loader), m_(microbatches), batchRows_(batchRows), first_(firstBatch), shards_(shards) {}
+
+int64_t TrainFeed::rowsOf(int mb) const {
+  return std::min(batchRows_, loader_.shardSize() - (first_ + mb / m_) * batchRows_);
+}
 
 void TrainFeed::into(RoundInputs& ri) {
   ri.fetch = [this](int mb, Batch& out) {
@@ -26,8 +30,15 @@ void TrainFeed::into(RoundInputs& ri) {
     if (p == m_ - 1) fetched_.erase(b);
   };
   ri.rows = [this](int mb) {
-    const int64_t n = std::min(batchRows_, loader_.shardSize() - (first_ + mb / m_) * batchRows_);
+    const int64_t n = rowsOf(mb);
     return partBegin(n, mb % m_ + 1, m_) - partBegin(n, mb % m_, m_);
+  };
+  ri.lossWeight = [this, rows = ri.rows](int mb) {
+    // Exactly 1 for equal shares (integers: the products are exact in double).
+    const int64_t n = rowsOf(mb), g = loader_.globalRows(first_ + mb / m_);
+    const double w = double(rows(mb)) * double(m_) / double(n) *
+                     (shards_ > 1 ? double(n) * double(shards_) / double(g) : 1.0);
+    return float(w);
   };
 }
 

@@ -13,14 +13,20 @@ namespace sw {
 class TrainFeed {
  public:
   // `batchRows`: samples per mini-batch of the loader; `firstBatch`: the round's first one.
-  TrainFeed(BatchLoader& loader, int microbatches, int64_t batchRows, int64_t firstBatch);
-  // Sets ri.fetch and ri.rows (the feed must outlive the round).
+  // `shards`: replicas whose gradients are averaged (1: each replica's own mean).
+  TrainFeed(BatchLoader& loader, int microbatches, int64_t batchRows, int64_t firstBatch, int shards = 1);
+  // Sets ri.fetch and ri.rows (the feed must outlive the round), and ri.lossWeight when the
+  // micro-batches or the replicas' shares are unequal: micro-batch p of mini-batch k weighs
+  // rows(p) x M / rows(k) of this replica's mean, and the replica rows(k) x shards / global(k),
+  // so that the average over micro-batches and replicas is the mean over the global batch.
   void into(RoundInputs& ri);
 
  private:
+  int64_t rowsOf(int mb) const;
   BatchLoader& loader_;
   int m_;
   int64_t batchRows_, first_;
+  int shards_;
   std::map<int, Batch> fetched_;
   int next_ = 0;
 };

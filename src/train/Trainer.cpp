@@ -44,7 +44,7 @@ void Trainer::setup() {
                     " vs " + std::to_string(dataSplits_.test.classes) + ")");
   const DropLast drop = cfg_.pipe.microbatches > 1 ? DropLast::kYes : DropLast::kNo;
   loader_ = std::make_unique<BatchLoader>(dataSplits_.train, loaderPlan_.batch, loaderPlan_.seed, loaderPlan_.shard,
-                                          cfg_.augment, Shuffle::kYes, drop, Augment::kYes);
+                                          cfg_.augment, Shuffle::kYes, drop, Augment::kYes, loaderPlan_.global);
   if (loader_->batchesPerEpoch() == 0)
     throw DataError(dataSplits_.train.source + ": no training batch (data set smaller than one batch?)");
   model_ = buildModel(*be_, cfg_.model, loader_->sampleShape(), dataSplits_.train.classes,
@@ -52,9 +52,32 @@ void Trainer::setup() {
   // Replicas draw different dropout masks; replica 0 keeps the single-process stream.
   if (coord_.replica > 0 && !algo_->mirrorsReplicas())
     model_->dropoutRng() = Rng::derive(cfg_.train.seed, 1000 + uint64_t(coord_.replica));
-  if (size_t(spec_.stages) > model_->numBlocks())
+  if (size_t(spec_.stages) > model_->numBlocks()) {
+    // One stage per rank is the default of the pipelines; a model with fewer blocks than ranks
+    // runs the deepest pipeline it can cut, replicated (e.g. 3 blocks on 4 ranks: 2 stages x 2
+    // replicas). An explicit pipe.stages is the user's word.
+    const int world = world_->size(), nb = int(model_->numBlocks());
+    if (cfg_.pipe.stages == 0)
+      for (int d = std::min(nb, world); d >= 1; --d) {
+        if (world % d != 0) continue;
+        TrainConfig c = cfg_;
+        c.pipe.stages = d;
+        try {
+          (void)makeAlgorithm(c)->plan(world);
+        } catch (const ConfigError&) {
+          continue;  // this algorithm does not take that shape
+        }
+        if (world_->rank() == 0)
+          SW_INFO("model " << cfg_.model.name << " has " << nb << " blocks, fewer than the " << world
+                           << " ranks: running " << d << " stage(s) x " << world / d << " replica(s) (set pipe.stages "
+                           << "to choose)");
+        cfg_ = c;
+        setup();
+        return;
+      }
     throw ConfigError("pipe.stages = " + std::to_string(spec_.stages) + " but model " + cfg_.model.name + " has " +
-                      std::to_string(model_->numBlocks()) + " blocks");
+                      std::to_string(nb) + " blocks (a stage needs at least one)");
+  }
   algo_->checkModel(*model_, spec_);
   if (spec_.stages > 1 && !algo_->partition().empty())
     partitionExplicit(algo_->partition(), model_->numBlocks(), spec_.stages, "pipe.partition");
@@ -94,8 +117,10 @@ void Trainer::prepare() {
 
 void Trainer::choosePartition() {
   // Measured costs differ between ranks: every rank must pick the same cut.
+  // The same rows on every rank (an uneven split gives replicas different batches).
+  const int64_t rows = loaderPlan_.global > 0 ? loaderPlan_.global / loaderPlan_.shard.count : loaderPlan_.batch;
   parts_ = sw::choosePartition(*model_, spec_.stages, algo_->partition(), "pipe.partition", cfg_.pipe.balance,
-                               loaderPlan_.batch / cfg_.pipe.microbatches,
+                               std::max<int64_t>(1, rows / cfg_.pipe.microbatches),
                                [&](std::vector<double>& c) { world_->allReduceValues(c, ReduceOp::kAvg); });
   range_ = parts_[size_t(coord_.stage)];
   if (world_->rank() == 0 && spec_.stages > 1) {
@@ -106,17 +131,56 @@ void Trainer::choosePartition() {
   }
 }
 
+// ", batch 64 split 22/21/21 over 3 replicas" when the split is uneven (the gradients are then
+// averaged by sample count), and the same for micro-batches; "" otherwise.
+std::string Trainer::splitNote() const {
+  std::ostringstream os;
+  const int64_t g = loaderPlan_.global, n = loaderPlan_.shard.count, M = cfg_.pipe.microbatches;
+  if (g > 0 && n > 1 && g % n != 0) {
+    os << ", batch " << g << " split ";
+    for (int64_t r = 0; r < n; ++r) os << (r ? "/" : "") << g / n + (r < g % n ? 1 : 0);
+    os << " over " << n << " replicas" << (loaderPlan_.averaged ? " (gradients weighted by samples)" : "");
+  }
+  const int64_t b = loaderPlan_.batch;
+  if (M > 1 && b % M != 0) os << ", " << b << " samples in " << M << " micro-batches of " << b / M << "-" << b / M + 1;
+  return os.str();
+}
+
 void Trainer::resumeFrom(const std::string& stepDir) {
+  const ResumeSource src = resumeSource(stepDir, coord_.rank, world_->size(), spec_.stages, spec_.replicas,
+                                        coord_.replica, parts_, model_->numBlocks());
   Rng::State rs;
   ShardMeta meta;
-  CheckpointStore(resumeDir_).readShard(stepDir, coord_.rank, *model_, range_, *opt_, progress_, rs, &meta);
-  expectShardOf(meta, {.algo = cfg_.train.algo, .model = cfg_.model.name, .world = world_->size()}, stepDir);
-  model_->dropoutRng().setState(rs);
-  algo_->load(stepDir, coord_.rank);
-  if (progress_.epoch >= cfg_.train.epochs)
+  std::vector<std::string> fresh;
+  CheckpointStore store(resumeDir_);
+  if (src.sameShape)
+    store.readShard(stepDir, coord_.rank, *model_, range_, *opt_, progress_, rs, &meta);
+  else
+    store.readResharded(src, *model_, range_, *opt_, progress_, rs, &meta, &fresh);
+  expectShardOf(meta, {.algo = writtenBy_.empty() ? cfg_.train.algo : writtenBy_, .model = cfg_.model.name,
+                       .world = src.manifest.world},
+                stepDir);
+  // A replica the writing job did not have keeps its own dropout stream (replicas differ).
+  if (src.sameShape || coord_.replica < src.manifest.replicas || algo_->mirrorsReplicas())
+    model_->dropoutRng().setState(rs);
+  algo_->load(src);
+  if (!src.sameShape && progress_.batch >= loader_->batchesPerEpoch()) {
+    // Another shape may cut the epoch into fewer batches: a position past its end starts the next.
+    progress_.batch = 0;
+    ++progress_.epoch;
+  }
+  if (progress_.epoch >= cfg_.train.epochs && !evalOnly_)
     throw InputError(stepDir + ": the run already finished " + std::to_string(progress_.epoch) +
                      " epochs and train.epochs = " + std::to_string(cfg_.train.epochs) +
                      "; raise train.epochs to train further");
+  if (!src.sameShape) {
+    if (coord_.rank == 0)
+      SW_INFO("resharding: checkpoint written by " << src.describe() << "; this job runs "
+                                                   << Topology(world_->size(), spec_.stages).str());
+    if (!fresh.empty())
+      SW_INFO("rank " << coord_.rank << ": " << fresh.size() << " auxiliary-head parameter(s) at a new cut start from "
+                      << "their initial values (first: " << fresh.front() << ")");
+  }
 }
 
 const Program& Trainer::program(int microbatches, Phase phase) {
@@ -133,7 +197,7 @@ const Program& Trainer::program(int microbatches, Phase phase) {
 
 RoundStats Trainer::runRound(int epoch, int64_t firstBatch, int batches) {
   const int M = cfg_.pipe.microbatches;
-  TrainFeed feed(*loader_, M, loaderPlan_.batch, firstBatch);
+  TrainFeed feed(*loader_, M, loaderPlan_.batch, firstBatch, loaderPlan_.averaged ? loaderPlan_.shard.count : 1);
   RoundInputs ri;
   ri.step = progress_.step;
   feed.into(ri);
@@ -144,18 +208,18 @@ RoundStats Trainer::runRound(int epoch, int64_t firstBatch, int batches) {
 }
 
 EvalResult Trainer::evaluate(const Dataset& d) {
-  // Replicas evaluate their shards; replicas that mirror each other (DTP) take the batches of
-  // the whole set round robin, so every sample counts once whatever the rank count.
-  const bool mirrored = algo_->mirrorsReplicas();
-  EvalFeed feed(d, cfg_.train.evalBatchSize, mirrored ? Shard{0, 1} : Shard{coord_.replica, spec_.replicas},
-                mirrored ? spec_.replicas : 1, mirrored ? coord_.replica : 0, cfg_.augment, cfg_.train.seed);
+  // The replicas take the batches of the whole set round robin, so every sample counts once
+  // whatever the rank count (a set that does not divide by the replicas included).
+  EvalFeed feed(d, cfg_.train.evalBatchSize, Shard{0, 1}, spec_.replicas, coord_.replica, cfg_.augment,
+                cfg_.train.seed);
   RoundInputs ri;
   feed.into(ri);
   RoundStats st;
   if (feed.batches() > 0) st = exec_->run(program(int(feed.batches()), Phase::kEval), ri);
-  std::vector<double> v{st.lossSum, double(st.correct), double(st.seen)};
+  std::vector<double> v{st.lossSum, double(st.correct), double(st.seen), double(st.correct5)};
   world_->allReduceValues(v, ReduceOp::kSum);
-  return EvalResult{.loss = v[2] > 0 ? v[0] / v[2] : 0, .acc = v[2] > 0 ? v[1] / v[2] : 0, .samples = int64_t(v[2])};
+  return EvalResult{.loss = v[2] > 0 ? v[0] / v[2] : 0, .acc = v[2] > 0 ? v[1] / v[2] : 0, .samples = int64_t(v[2]),
+                    .top5 = v[2] > 0 ? v[3] / v[2] : 0};
 }
 
 EvalResult Trainer::evaluateTest(int epoch) {
@@ -169,7 +233,8 @@ void Trainer::checkpoint() {
   progress_.metricsBytes = metrics_ ? metrics_->bytes() : 0;
   const int64_t step = progress_.step;
   const ShardMeta meta{.algo = cfg_.train.algo, .model = cfg_.model.name, .rank = coord_.rank,
-                       .world = world_->size(), .configText = iniText(cfg_)};
+                       .world = world_->size(), .configText = iniText(cfg_),
+                       .sample = model_->sampleShape().dims(), .classes = model_->classes()};
   const Manifest m{.format = 2, .step = step, .world = world_->size(), .stages = spec_.stages,
                    .replicas = spec_.replicas, .parts = parts_};
   writeCheckpoint(*world_, *ckpt_, m, coord_.rank, cfg_.checkpoint.keep, [&] {
@@ -181,7 +246,8 @@ void Trainer::checkpoint() {
 // The newest checkpoint that verifies on every rank (damaged ones renamed, unless
 // checkpoint.fallback = false), loaded by every rank, which must then hold the same step.
 void Trainer::resume() {
-  const std::string dir = agreeOnCheckpoint(*world_, resumeDir_, coord_.rank, cfg_.checkpoint.fallback);
+  const std::string dir =
+      agreeOnCheckpoint(*world_, resumeDir_, coord_.rank, cfg_.checkpoint.fallback && !evalOnly_, resumeStep_);
   agree(*world_, [&] { resumeFrom(dir); });
   std::vector<double> lo{double(progress_.step)}, hi = lo;
   world_->allReduceValues(lo, ReduceOp::kMin);
@@ -244,7 +310,8 @@ EvalResult Trainer::run(const std::atomic<bool>* stop) {
     SW_INFO("model " << cfg_.model.name << ": " << model_->numParams() << " parameters, " << dataSplits_.train.size()
                      << " training samples, " << nb << " batches/epoch, " << be_->name() << " backend, algo "
                      << cfg_.train.algo << " on " << Topology(world_->size(), spec_.stages).str()
-                     << (spec_.microbatches > 1 ? ", " + std::to_string(spec_.microbatches) + " micro-batches" : ""));
+                     << (spec_.microbatches > 1 ? ", " + std::to_string(spec_.microbatches) + " micro-batches" : "")
+                     << splitNote());
     if (!algo_->describe().empty()) SW_INFO(algo_->describe());
   }
   algo_->start();

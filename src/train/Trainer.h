@@ -36,6 +36,16 @@ class Trainer {
   // Validates and loads everything (collective). Throws InputError subclasses on bad input on
   // the failing rank and PeerFailure on the others.
   void prepare();
+  // Before prepare(): load checkpoint `step` (-1: the newest that verifies) of the resume
+  // directory for evaluation only (a finished run is fine; no training follows). `writtenBy`:
+  // the run's train.algo when the config names another that evaluates the same shards (bp's on
+  // several ranks as dp).
+  void evaluateCheckpoint(int64_t step, std::string writtenBy = "") {
+    resumeStep_ = step;
+    evalOnly_ = true;
+    writtenBy_ = std::move(writtenBy);
+  }
+  const DataSplits& data() const { return dataSplits_; }
   // Trains to the end, or until `stop` becomes true on any rank (then checkpoints and returns).
   // Returns the final test evaluation.
   EvalResult run(const std::atomic<bool>* stop = nullptr);
@@ -66,6 +76,7 @@ class Trainer {
   void checkpoint();
   void resume();
   void resumeFrom(const std::string& stepDir);
+  std::string splitNote() const;
   const Program& program(int microbatches, Phase phase);
   RoundStats runRound(int epoch, int64_t firstBatch, int batches);
   void fillHooks(EpochHooks& h, RoundStats& epochStats, size_t liveAtStart);
@@ -96,6 +107,9 @@ class Trainer {
   TrainProgress progress_;
   RoundStats rankStats_;
   bool stoppedBySignal_ = false;
+  int64_t resumeStep_ = -1;
+  bool evalOnly_ = false;
+  std::string writtenBy_;
 };
 
 }  // namespace sw

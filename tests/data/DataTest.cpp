@@ -425,17 +425,49 @@ TEST(BatchLoader, ShardsAreDisjointEqualAndStrided) {
   const std::vector<int32_t> full = epochLabels(whole, 2);
   std::set<int32_t> seen;
   for (int r = 0; r < 3; ++r) {
+    // Batches of 12 over 3 shards: 4 samples each, then the last 8 as 3/3/2.
     BatchLoader l = make(d, 4, Shard{r, 3});
-    EXPECT_EQ(l.shardSize(), 6);
+    const size_t size = r < 2 ? 7 : 6;
+    EXPECT_EQ(l.shardSize(), int64_t(size));
     EXPECT_EQ(l.batchesPerEpoch(), 2);
     const std::vector<int32_t> mine = epochLabels(l, 2);
-    ASSERT_EQ(mine.size(), 6u);
+    ASSERT_EQ(mine.size(), size);
     for (size_t i = 0; i < mine.size(); ++i) {
       EXPECT_EQ(mine[i], full[r + 3 * i]);  // rank r takes positions r, r + w, ...
       EXPECT_TRUE(seen.insert(mine[i]).second) << "sample " << mine[i] << " in two shards";
     }
   }
-  EXPECT_EQ(seen.size(), 18u);  // floor(20 / 3) * 3
+  EXPECT_EQ(seen.size(), 20u);  // every sample, in one shard
+}
+
+// A batch that does not divide by the shards: shares differ by at most one sample, the shards
+// of each batch are together that batch's positions, and a last batch with fewer samples than
+// shards is dropped (a shard would have none).
+TEST(BatchLoader, UnevenSharesCoverEachBatch) {
+  Dataset d = indexed(23);  // batches of 10: 10, 10, 3 (3 shards: kept)
+  BatchLoader whole = make(d, 10);
+  const std::vector<int32_t> full = epochLabels(whole, 1);
+  std::vector<std::set<int32_t>> perBatch(3);
+  auto shard = [&](const Dataset& ds, int r) {
+    return BatchLoader(ds, r == 0 ? 4 : 3, 5, Shard{r, 3}, {}, Shuffle::kYes, DropLast::kNo, Augment::kNo, 10);
+  };
+  for (int r = 0; r < 3; ++r) {
+    BatchLoader l = shard(d, r);
+    EXPECT_EQ(l.batchesPerEpoch(), 3);
+    l.seek(1, 0);
+    Batch b;
+    for (size_t k = 0; l.next(b); ++k) {
+      ASSERT_LT(k, 3u);
+      EXPECT_EQ(b.size(), k < 2 ? (r == 0 ? 4 : 3) : 1);
+      for (int64_t i = 0; i < b.size(); ++i) perBatch[k].insert(b.labels.data<int32_t>()[i]);
+    }
+  }
+  for (size_t k = 0; k < 3; ++k) {
+    const std::set<int32_t> want(full.begin() + 10 * long(k), full.begin() + std::min<long>(23, 10 * long(k + 1)));
+    EXPECT_EQ(perBatch[k], want) << "batch " << k;
+  }
+  EXPECT_EQ(shard(indexed(22), 2).batchesPerEpoch(), 2);  // a last batch of 2 for 3 shards: dropped
+  EXPECT_THROW(BatchLoader(d, 4, 5, Shard{2, 3}, {}, Shuffle::kYes, DropLast::kNo, Augment::kNo, 10), ConfigError);
 }
 
 TEST(BatchLoader, DropLastAndEndOfEpoch) {
@@ -444,7 +476,7 @@ TEST(BatchLoader, DropLastAndEndOfEpoch) {
   EXPECT_EQ(keep.batchesPerEpoch(), 3);
   EXPECT_EQ(drop.batchesPerEpoch(), 2);
   EXPECT_EQ(keep.shardSize(), 10);
-  EXPECT_EQ(drop.shardSize(), 10);
+  EXPECT_EQ(drop.shardSize(), 8);  // the samples an epoch reads: the partial batch is dropped
   keep.seek(0, 0);
   Batch b;
   std::vector<int64_t> sizes;

@@ -8,6 +8,14 @@ import sys
 import time
 
 
+def from_argv(config):
+    """The usual start of a job test run as `SCRIPT STAGEWISE_BIN REPO_DIR`: (binary, repository,
+    a JobCheck on configs/CONFIG with one thread per rank and passive OpenMP waits)."""
+    binary, repo = sys.argv[1], sys.argv[2]
+    env = dict(os.environ, STAGEWISE_BIN=binary, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+    return binary, repo, JobCheck(os.path.join(repo, "launch", "local.sh"), os.path.join(repo, "configs", config), env)
+
+
 class JobCheck:
     def __init__(self, local_sh, config, env):
         self.local, self.config, self.env = local_sh, config, env

@@ -360,20 +360,36 @@ void DtpAlgorithm::save(const std::string& stepDir, int rank) const {
   fs::rename(tmp, path);
 }
 
-void DtpAlgorithm::load(const std::string& stepDir, int rank) {
-  const std::string path = statePath(stepDir, rank);
-  if (!fs::exists(path)) throw InputError(path + ": DTP feedback state of rank " + std::to_string(rank) + " missing");
-  h5::File f(path, h5::Access::kRead);
+void DtpAlgorithm::load(const ResumeSource& src) {
+  // This job's shape: every rank its own file. Another rank count: each feedback block (weights
+  // and, on its new owner, its optimizer state) from the file of the rank that owned it.
+  SourceFiles files(src, "dtp_");
+  const h5::File& f = files.at(src.ranks.front());
+  const std::string path = f.path();
   if (!f.hasAttr("/", "dtp_format") || f.attrInt("/", "dtp_format") != kDtpFormat)
     throw InputError(path + ": not a DTP feedback state of format " + std::to_string(kDtpFormat));
   const auto owner = f.readInt64("/dtp/owner");
-  if (std::vector<int>(owner.begin(), owner.end()) != owner_)
-    throw InputError(path + ": checkpoint assigns feedback blocks to ranks differently (dtp.assign changed?)");
   Backend& be = *env_.be;
-  for (Param* prm : g_->params()) readInto(f, be, "/params/" + prm->name, prm->value);
-  for (int i = 1; i < g_->numBlocks(); ++i)
-    if (Optimizer* o = gopt_.at(size_t(i)).get())
-      readState(f, be, "/feedback_optim/", o->params(), *o, "feedback_optimizer_steps_G" + std::to_string(i));
+  if (src.sameShape) {
+    if (std::vector<int>(owner.begin(), owner.end()) != owner_)
+      throw InputError(path + ": checkpoint assigns feedback blocks to ranks differently (dtp.assign changed?)");
+    for (Param* prm : g_->params()) readInto(f, be, "/params/" + prm->name, prm->value);
+    for (int i = 1; i < g_->numBlocks(); ++i)
+      if (Optimizer* o = gopt_.at(size_t(i)).get())
+        readState(f, be, "/feedback_optim/", o->params(), *o, "feedback_optimizer_steps_G" + std::to_string(i));
+    return;
+  }
+  if (owner.size() != owner_.size())
+    throw InputError(path + ": DTP state of " + std::to_string(owner.size()) + " feedback blocks, the model has " +
+                     std::to_string(owner_.size()));
+  for (int i = 0; i < g_->numBlocks(); ++i) {
+    const int64_t o = owner[size_t(i)];
+    const h5::File& g = i > 0 && o >= 0 && o < src.manifest.world ? files.at(int(o)) : f;
+    dtp::FeedbackBlock& blk = g_->block(i);
+    for (Param* prm : {&blk.weight(), &blk.bias()}) readInto(g, be, "/params/" + prm->name, prm->value);
+    if (Optimizer* opt = gopt_.at(size_t(i)).get())
+      readState(g, be, "/feedback_optim/", opt->params(), *opt, "feedback_optimizer_steps_G" + std::to_string(i));
+  }
 }
 
 std::unique_ptr<Algorithm> makeDtp(const TrainConfig& cfg, DtpKind kind) {

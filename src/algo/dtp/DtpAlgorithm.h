@@ -55,7 +55,7 @@ class DtpAlgorithm : public Algorithm {
   void trainExtras(const std::vector<double>& sums, std::vector<std::pair<std::string, double>>& extra) const override;
   std::string epochNote() const override;
   void save(const std::string& stepDir, int rank) const override;
-  void load(const std::string& stepDir, int rank) override;
+  void load(const ResumeSource& src) override;
 
   dtp::FeedbackNet& feedback() { return *g_; }
   const std::vector<int>& owner() const { return owner_; }

@@ -315,7 +315,9 @@ void Interlocking::localLoss(OpCall& c) {
   if (!std::isfinite(r.loss))
     throw NumericError("non-finite auxiliary loss " + std::to_string(r.loss) + " on stage " + std::to_string(k) +
                        ", micro-batch " + std::to_string(c.in.mb) + " (lower optim.lr?)");
-  l.lossDy[k] = aux->backward(sc.loss->backward(lctx), actx, InputGrad::kNeeded);
+  Tensor dLogits = sc.loss->backward(lctx);
+  if (s.lossWeight != 1.f) sc.be->scale(dLogits, s.lossWeight);  // an uneven split's share
+  l.lossDy[k] = aux->backward(dLogits, actx, InputGrad::kNeeded);
   l.auxIn = Tensor();
 }
 
@@ -328,7 +330,10 @@ void Interlocking::lossBackward(OpCall& c) {
   const int k = sc.coord.stage, j = in.loss;
   if (s.mb != in.mb || l.ctxDone || j < k)
     throw Error(str(in) + " on stage " + std::to_string(k) + ": no forward context of this micro-batch");
-  if (j == k && sc.coord.lastStage() && !l.lossDy.count(j)) l.lossDy[j] = sc.loss->backward(s.lossCtx);
+  if (j == k && sc.coord.lastStage() && !l.lossDy.count(j)) {
+    l.lossDy[j] = sc.loss->backward(s.lossCtx);
+    if (s.lossWeight != 1.f) sc.be->scale(l.lossDy[j], s.lossWeight);
+  }
   if (j > k && !l.lossDy.count(j)) {
     auto w = l.lossWork.find(j);
     if (w == l.lossWork.end())

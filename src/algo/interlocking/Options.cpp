@@ -15,7 +15,7 @@ void addInterlockingKeys(std::vector<Key>& k) {
        [](TrainConfig& c, const std::string& v) { c.interlocking.n = int(toInt("interlocking.n", v, 1, 1 << 20)); }},
       {"interlocking.pairwise_mode", "next_only", "pairwise variant: next_only (component c trains on L_{c+1}) | sum (L_c + L_{c+1}) | mean",
        [](TrainConfig& c, const std::string& v) { c.interlocking.pairwiseMode = oneOf("interlocking.pairwise_mode", v, {"next_only", "sum", "mean"}); }},
-      {"interlocking.aux", "conv128_bn_conv64_bn_gbpl_fc", "auxiliary head of every non-last component: '_'-separated convN, bn, gbpl, fc (or a comma list, one per component but the last)",
+      {"interlocking.aux", "auto", "auxiliary head of every non-last component: '_'-separated convN, bn, gbpl, fc (or a comma list, one per component but the last); auto = conv128_bn_conv64_bn_gbpl_fc (the reference's) on image features, fc on flat features",
        [](TrainConfig& c, const std::string& v) {
          if (v.empty()) bad("interlocking.aux", v, "an architecture such as conv128_bn_conv64_bn_gbpl_fc or gbpl_fc");
          c.interlocking.aux = v;

@@ -14,7 +14,7 @@ namespace sw {
 struct InterlockingSection {
   int n = 2;
   std::string pairwiseMode = "next_only";
-  std::string aux = "conv128_bn_conv64_bn_gbpl_fc";
+  std::string aux = "auto";  // nn/AuxHead.h: the reference head on image features, fc on flat ones
   std::string blocksPerComponent;
   int drainEvery = 64;  // mini-batches between pipeline drains (0 = once per epoch)
 };

@@ -37,7 +37,11 @@ uint64_t ParleAlgorithm::modelSeed(int replica) const {
 LoaderPlan ParleAlgorithm::loader(const RankCoord& c) const {
   LoaderPlan p = Algorithm::loader(c);
   if (cfg_.parle.data == "full") p.seed = cfg_.train.seed + uint64_t(c.replica);
-  if (cfg_.parle.data != "shard") p.shard = Shard{0, 1};
+  if (cfg_.parle.data != "shard") {
+    p.shard = Shard{0, 1};
+    p.global = 0;
+  }
+  p.averaged = false;  // replicas couple through the anchors, not by averaging gradients
   return p;
 }
 
@@ -254,13 +258,16 @@ void ParleAlgorithm::save(const std::string& stepDir, int rank) const {
   fs::rename(tmp, path);
 }
 
-void ParleAlgorithm::load(const std::string& stepDir, int rank) {
-  const std::string path = stepDir + "/parle_rank_" + pad5(rank) + ".h5";
-  if (!fs::exists(path)) throw InputError(path + ": Parle state of rank " + std::to_string(rank) + " missing");
-  h5::File f(path, h5::Access::kRead);
+void ParleAlgorithm::load(const ResumeSource& src) {
+  // Resharded: replica k continues the writing job's replica k % n (its weights, anchors,
+  // averages and momenta, whichever old stage held them); the coupling then averages over the
+  // new replicas.
+  SourceFiles files(src, "parle_");
+  const h5::File& f = files.at(src.ranks.front());
+  const std::string path = f.path();
   const std::string variant = f.attrString("/", "variant");
   const int64_t L = f.attrInt("/", "L"), n = f.attrInt("/", "replicas");
-  if (variant != cfg_.parle.variant || L != opts_.L || n != c_.spec.replicas)
+  if (variant != cfg_.parle.variant || L != opts_.L || (src.sameShape && n != c_.spec.replicas))
     throw InputError(path + ": Parle state of parle.variant = " + variant + ", L = " + std::to_string(L) + ", " +
                      std::to_string(n) + " replicas; the config says " + cfg_.parle.variant + ", L = " +
                      std::to_string(opts_.L) + ", " + std::to_string(c_.spec.replicas) + " replicas");
@@ -276,13 +283,14 @@ void ParleAlgorithm::load(const std::string& stepDir, int rank) {
     const std::string base = "/state/" + params_[i]->name;
     auto load = [&](const std::string& k, Tensor& t) {
       const std::string obj = base + "/" + k;
-      if (!f.exists(obj)) {
+      h5::File* g = files.find(obj);
+      if (!g) {
         if (t.defined()) throw InputError(path + ": Parle state lacks '" + obj + "'");
         return;  // not materialised in this configuration, or not allocated yet at save time
       }
-      Tensor h = f.readTensor(obj);
+      Tensor h = g->readTensor(obj);
       if (h.shape() != params_[i]->value.shape())
-        throw InputError(path + ": '" + obj + "' has shape " + h.shape().str() + ", the parameter is " +
+        throw InputError(g->path() + ": '" + obj + "' has shape " + h.shape().str() + ", the parameter is " +
                          params_[i]->value.shape().str());
       if (!t.defined()) t = be.empty(h.shape());
       be.copy(h, t);
@@ -297,8 +305,13 @@ void ParleAlgorithm::load(const std::string& stepDir, int rank) {
   masterParams_.clear();
   masterBuffers_.clear();
   if (f.exists("/master")) {
-    for (Param* p : params_) masterParams_.push_back(f.readTensor("/master/params/" + p->name));
-    for (Buffer* b : buffers_) masterBuffers_.push_back(f.readTensor("/master/buffers/" + b->name));
+    auto read = [&](const std::string& obj) {
+      h5::File* g = files.find(obj);
+      if (!g) throw InputError(path + ": Parle state lacks '" + obj + "'");
+      return g->readTensor(obj);
+    };
+    for (Param* p : params_) masterParams_.push_back(read("/master/params/" + p->name));
+    for (Buffer* b : buffers_) masterBuffers_.push_back(read("/master/buffers/" + b->name));
   }
 }
 

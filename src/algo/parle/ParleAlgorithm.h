@@ -74,7 +74,7 @@ class ParleAlgorithm : public Algorithm {
   // COMMITTED marker implies it). The last evaluated master (parameters + BN statistics) is
   // stored there too.
   void save(const std::string& stepDir, int rank) const override;
-  void load(const std::string& stepDir, int rank) override;
+  void load(const ResumeSource& src) override;
   ParleOptimizer& optimizer() { return *opt_; }
   // This stage's part of the last evaluated master (host copies; empty before the first).
   const std::vector<Tensor>& lastMasterParams() const { return masterParams_; }

@@ -61,8 +61,9 @@ try:
     d = os.path.join(tmp, "seq2")
     rc, secs, out = run(BASE + ["train.algo=dtp", "--out", d])
     check(rc == 2, f"dtp on 2 ranks: exit 2 (got {rc})")
-    check(any("dtp_parallel" in l and l.startswith("[rank") for l in out.splitlines()),
-          "dtp on 2 ranks: the error line names dtp_parallel")
+    errs = [l for l in out.splitlines() if "error:" in l]
+    check(len(errs) == 1 and errs[0].startswith("stagewise: error:") and "dtp_parallel" in errs[0],
+          "dtp on 2 ranks: one error line (every rank finds it), naming dtp_parallel")
     check(not os.path.exists(os.path.join(d, "metrics.jsonl")), "dtp on 2 ranks: nothing written")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
