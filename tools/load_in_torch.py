@@ -63,7 +63,8 @@ def _read_safetensors(path):
     tensors = {}
     for name, info in header.items():
         try:
-            dtype, shape, (begin, end) = info["dtype"], [int(d) for d in info["shape"]], info["data_offsets"]
+            dtype, shape = info["dtype"], [int(d) for d in info["shape"]]
+            begin, end = (int(o) for o in info["data_offsets"])
         except (KeyError, TypeError, ValueError):
             raise LoadError(f"{path}: tensor {name}: malformed header entry {info!r}") from None
         if dtype != "F32":
