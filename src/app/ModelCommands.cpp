@@ -36,7 +36,8 @@ const char* kExportUsage =
     "usage: stagewise export --run DIR [--checkpoint STEP] --format safetensors|h5 --out FILE\n"
     "                        [--probe FILE.h5] [--probe-samples N]\n"
     "The whole model of a run's checkpoint in one file: parameters and BatchNorm statistics under\n"
-    "PyTorch's names (torchvision's for the ResNets), the model and config as metadata; load it\n"
+    "PyTorch's names (torchvision's for the ResNets), the model and config as metadata (a Parle\n"
+    "run: its evaluated master); load it\n"
     "with tools/load_in_torch.py. --probe also writes N test inputs x and the model's eval-mode\n"
     "logits (default 8), to check another framework's forward against.\n";
 
@@ -237,6 +238,28 @@ int exportCommand(const std::vector<std::string>& args, std::ostream& out) {
   CheckpointStore store(a.run);
   if (src.sameShape) store.readShard(stepDir, 0, *model, {0, nb}, opt, p, rs);
   else store.readResharded(src, *model, {0, nb}, opt, p, rs, nullptr, nullptr);
+  // Parle's deliverable is its master (the coupled replicas' evaluated average), kept in its own
+  // files beside the shards; a checkpoint from before the first evaluation has none yet.
+  std::string weights = "live weights of replica 0";
+  if (meta.algo == "parle") {
+    SourceFiles parle(src, "parle_");
+    const bool any = parle.find("/master/params/" + model->params().front()->name) != nullptr;
+    if (any) {
+      Backend& b = *be;
+      auto take = [&](const std::string& obj, Tensor& dst) {
+        h5::File* f = parle.find(obj);
+        if (!f) throw InputError(stepDir + ": Parle's master lacks '" + obj + "'");
+        const Tensor h = f->readTensor(obj);
+        if (h.shape() != dst.shape())
+          throw InputError(f->path() + ": '" + obj + "' has shape " + h.shape().str() + ", the model expects " +
+                           dst.shape().str());
+        b.copy(h, dst);
+      };
+      for (Param* prm : model->params()) take("/master/params/" + prm->name, prm->value);
+      for (Buffer* x : model->buffers()) take("/master/buffers/" + x->name, x->value);
+      weights = "Parle's master";
+    }
+  }
 
   std::vector<std::pair<std::string, Tensor>> tensors;
   std::map<std::string, std::string> seen;
@@ -274,7 +297,7 @@ int exportCommand(const std::vector<std::string>& args, std::ostream& out) {
   int64_t numel = 0;
   for (const auto& [n, t] : tensors) numel += t.numel();
   out << "export " << a.out << ": " << cfg.model.name << " from " << stepDir << " (step " << p.step << "), "
-      << tensors.size() << " tensors, " << numel << " values, " << a.format << "\n";
+      << tensors.size() << " tensors, " << numel << " values, " << a.format << " (" << weights << ")\n";
 
   if (!a.probe.empty()) {  // the first test samples, as evaluation preprocesses them, and our logits
     BatchLoader l(data->test, std::min<int64_t>(a.probeSamples, data->test.size()), 0, Shard{}, cfg.augment,

@@ -4,6 +4,7 @@
   HDF5), and tools/load_in_torch.py builds the equivalent PyTorch module from it: PyTorch's logits
   on a batch match stagewise's to 1e-5 for lenet, resnet18 and revnet18 (a run of 2 pipeline
   stages exports the same model as one rank's: the checkpoint is read whole);
+- a Parle run exports its master (the model it evaluates);
 - `stagewise eval` reports the same test loss as the run's last test record, on 1 and on 3 ranks,
   with top-5 >= top-1, and for a chosen --checkpoint step;
 - bad input (no checkpoint, a step that does not exist, an unknown format) is exit 2 with one
@@ -70,6 +71,18 @@ try:
             check(p.returncode == 0 and diff and float(diff.group(1)) <= 1e-5,
                   f"{name} ({fmt}): PyTorch's logits match stagewise's, max diff "
                   f"{diff.group(1) if diff else '?'}\n{p.stdout[-1500:]}{p.stderr[-1500:]}")
+
+    # Parle's deliverable is its master: exported (and loadable) from a 2-replica run.
+    d = os.path.join(tmp, "parle")
+    rc, _, out = J.run(["train.algo=parle", "model.hidden=32,32", "data.synthetic_train=256", "data.synthetic_test=40",
+                        "train.epochs=1", "train.log_every_seconds=1000", "--out", d], ranks=2, timeout=300)
+    check(rc == 0, f"parle: trained on 2 ranks (exit {rc})")
+    f, probe = os.path.join(tmp, "parle.safetensors"), os.path.join(tmp, "parle_probe.h5")
+    rc, out = sw(["export", "--run", d, "--format", "safetensors", "--out", f, "--probe", probe])
+    p = subprocess.run([TORCH_PY or sys.executable, LOADER, f, "--probe", probe], capture_output=True, text=True,
+                       timeout=300)
+    check(rc == 0 and "(Parle's master)" in out and p.returncode == 0,
+          f"parle: the master exported and loaded in PyTorch\n{out}{p.stdout[-800:]}{p.stderr[-800:]}")
 
     # eval: the run's own last test record, on 1 and 3 ranks; a chosen step.
     d = os.path.join(tmp, "lenet")
