@@ -290,7 +290,14 @@ void applyOverrides(std::map<std::string, std::string>& values, const std::vecto
     const std::string key = trim(o.substr(0, eq));
     if (!findKey(key))
       throw ConfigError("unknown config key '" + key + "' on the command line (see 'stagewise train --help')");
-    values[key] = o.substr(eq + 1);
+    const std::string v = o.substr(eq + 1);
+    // The resolved config is written as INI text (DIR/config.ini, read by the other ranks and by
+    // --resume), where '#' starts a comment and a line break ends the value: such a value would
+    // come back as another one (or as other keys), so it is refused here.
+    if (v.find_first_of(std::string("#\n\r\0", 4)) != std::string::npos)
+      throw ConfigError("override '" + key + "': the value may not contain '#', a line break or a NUL byte "
+                        "(config.ini cannot hold them), got '" + v + "'");
+    values[key] = v;
   }
 }
 
@@ -304,6 +311,13 @@ std::map<std::string, std::string> parseIni(std::istream& in, const std::string&
     throw ConfigError(origin + ": unknown config key '" + e.get_option_name() + "'");
   } catch (const po::multiple_occurrences& e) {
     throw ConfigError(origin + ": key '" + e.get_option_name() + "' given more than once");
+  } catch (const po::invalid_config_file_syntax& e) {
+    // Not e.what(): Boost 1.74 fills the line into its message template by replacing
+    // "%invalid_line%" until none is left, which never ends for a line that contains that token.
+    throw ConfigError(origin + ": invalid line '" + e.tokens() + "' (expected 'key = value', '[section]' or a # comment)");
+  } catch (const po::error_with_option_name& e) {
+    // The same substitution loop runs over the option name and value: only the name is used here.
+    throw ConfigError(origin + ": invalid config entry for key '" + e.get_option_name() + "'");
   } catch (const po::error& e) {
     throw ConfigError(origin + ": " + e.what());
   }

@@ -12,6 +12,9 @@
 namespace sw {
 namespace {
 
+// More classes than any real data set has (the model's output layer is sized by it).
+constexpr int64_t kMaxClasses = int64_t(1) << 20;
+
 struct ElemType {
   H5T_class_t cls = H5T_NO_CLASS;
   size_t size = 0;
@@ -76,6 +79,11 @@ Dataset load(const std::string& path, const std::string& imagesKey, const std::s
   if (n == 0) throw DataError(path + ": dataset '" + imagesKey + "' is empty (0 samples)");
   if (c <= 0 || h <= 0 || w <= 0)
     throw DataError(path + ": dataset '" + imagesKey + "' has an empty sample shape");
+  // The shape's product must fit in int64 (HDF5 dimensions are unsigned: one above 2^63 reads as
+  // negative here) and the file must hold the data it claims (IoError from io/H5, a DataError
+  // below): then n * c * h * w and every product below fit too, and nothing is allocated for data
+  // that is not there.
+  f.storedElements(imagesKey);
 
   const std::vector<int64_t> ldims = f.shape(labelsKey);
   if (ldims.size() != 1)
@@ -86,6 +94,7 @@ Dataset load(const std::string& path, const std::string& imagesKey, const std::s
                     "' has " + std::to_string(ldims[0]));
   if (elemType(f, labelsKey).cls != H5T_INTEGER)
     throw DataError(path + ": dataset '" + labelsKey + "' must hold integers");
+  f.storedElements(labelsKey);
 
   const int64_t take = limit > 0 ? std::min(limit, n) : n;
   const int64_t per = c * h * w;
@@ -114,12 +123,17 @@ Dataset load(const std::string& path, const std::string& imagesKey, const std::s
     if (d.labels[i] < 0)
       throw DataError(path + ": label " + std::to_string(d.labels[i]) + " of sample " + std::to_string(i) +
                       " is negative");
+    // HDF5 clips wider labels to int32 when it converts them: anything this large is not a class.
+    if (d.labels[i] >= kMaxClasses)
+      throw DataError(path + ": label " + std::to_string(d.labels[i]) + " of sample " + std::to_string(i) +
+                      " is out of range: at most " + std::to_string(kMaxClasses) + " classes");
     maxLabel = std::max(maxLabel, d.labels[i]);
   }
   if (f.hasAttr("/", "classes")) {
     d.classes = f.attrInt("/", "classes");
-    if (d.classes <= 0)
-      throw DataError(path + ": attribute classes = " + std::to_string(d.classes) + " must be positive");
+    if (d.classes <= 0 || d.classes > kMaxClasses)
+      throw DataError(path + ": attribute classes = " + std::to_string(d.classes) + " must be in [1, " +
+                      std::to_string(kMaxClasses) + "]");
     if (maxLabel >= d.classes)
       throw DataError(path + ": label " + std::to_string(maxLabel) + " is out of range [0, " +
                       std::to_string(d.classes) + ") given by the 'classes' attribute");

@@ -32,7 +32,9 @@ GzPtr openGz(const std::string& path) {
 }
 
 // Reads exactly `n` bytes; fewer means the file is truncated (or the gzip stream is corrupt).
-void readExact(gzFile f, const std::string& path, void* dst, int64_t n, const std::string& what) {
+// `at` bytes of `what` were read before this call (they count in the message).
+void readExact(gzFile f, const std::string& path, void* dst, int64_t n, const std::string& what, int64_t at = 0,
+               int64_t total = -1) {
   auto* p = static_cast<unsigned char*>(dst);
   int64_t done = 0;
   while (done < n) {
@@ -48,8 +50,22 @@ void readExact(gzFile f, const std::string& path, void* dst, int64_t n, const st
     done += got;
   }
   if (done < n)
-    throw DataError(path + ": truncated IDX file: expected " + std::to_string(n) + " bytes of " + what +
-                    ", found " + std::to_string(done));
+    throw DataError(path + ": truncated IDX file: expected " + std::to_string(total < 0 ? n : total) + " bytes of " +
+                    what + ", found " + std::to_string(at + done));
+}
+
+// Reads `n` bytes into `v`, growing it as the data arrives: a header that claims more than the file
+// holds (the count of a plain file is not known before reading, nor the inflated size of a gzipped
+// one) fails as truncated before anything near the claimed size is allocated.
+void readAll(gzFile f, const std::string& path, std::vector<uint8_t>& v, int64_t n, const std::string& what) {
+  constexpr int64_t kStep = int64_t(64) << 20;
+  v.clear();
+  for (int64_t done = 0; done < n;) {
+    const int64_t step = std::min(n - done, std::max<int64_t>(kStep, done));  // doubling past 64 MiB
+    v.resize(static_cast<size_t>(done + step));
+    readExact(f, path, v.data() + done, step, what, done, n);
+    done += step;
+  }
 }
 
 uint32_t readBe32(gzFile f, const std::string& path, const std::string& what) {
@@ -96,11 +112,11 @@ Dataset loadIdx(const std::string& imagesPath, const std::string& labelsPath, in
   d.source = imagesPath;
   d.sample = Shape{1, rows, cols};
   d.classes = kIdxClasses;
-  d.u8.resize(static_cast<size_t>(take * rows * cols));
-  readExact(fi.get(), imagesPath, d.u8.data(), take * rows * cols, "pixels");
+  // take <= 2^32 - 1 and rows * cols <= 2^24: the product fits in int64.
+  readAll(fi.get(), imagesPath, d.u8, take * rows * cols, "pixels");
 
-  std::vector<uint8_t> raw(static_cast<size_t>(take));
-  readExact(fl.get(), labelsPath, raw.data(), take, "labels");
+  std::vector<uint8_t> raw;
+  readAll(fl.get(), labelsPath, raw, take, "labels");
   d.labels.resize(raw.size());
   for (size_t i = 0; i < raw.size(); ++i) {
     if (raw[i] >= kIdxClasses)

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/Error.h"
+#include "core/Strings.h"
 #include "io/H5.h"
 
 namespace fs = std::filesystem;
@@ -36,7 +37,61 @@ std::string hex(uint64_t v) {
   return b;
 }
 
-uint64_t unhex(const std::string& s) { return std::stoull(s, nullptr, 16); }
+// 1 to 16 hex digits, nothing else (std::stoull would take "-1", " 12" or "12zz").
+std::optional<uint64_t> unhex(const std::string& s) {
+  if (s.empty() || s.size() > 16 || s.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
+    return std::nullopt;
+  return std::stoull(s, nullptr, 16);
+}
+
+// A value that names what is wrong in a message: at most 40 characters of its JSON.
+std::string shortJson(const nlohmann::json& v) {
+  std::string s = v.dump();
+  return s.size() > 40 ? s.substr(0, 37) + "..." : s;
+}
+
+// A manifest value that must be an integer in [lo, hi] (DamagedError naming `origin` otherwise).
+// nlohmann's get<int>() would convert a float or a larger integer silently (a float out of range
+// with undefined behaviour).
+int64_t jsonInt(const nlohmann::json& v, const std::string& what, int64_t lo, int64_t hi, const std::string& origin) {
+  bool ok = v.is_number_integer();
+  int64_t x = 0;
+  if (ok && v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    ok = u <= uint64_t(INT64_MAX);
+    x = int64_t(u);
+  } else if (ok) {
+    x = v.get<int64_t>();
+  }
+  if (!ok || x < lo || x > hi)
+    throw DamagedError(origin + ": " + what + " = " + shortJson(v) + ", expected an integer in [" + std::to_string(lo) +
+                       ", " + std::to_string(hi) + "]");
+  return x;
+}
+
+// The most ranks a manifest may name (the topology's bound on ranks, as runtime.fault's).
+constexpr int64_t kMaxWorld = int64_t(1) << 20;
+
+// The "files" list of a manifest (or of a rank, gathered at commit); `world` bounds the ranks.
+std::vector<ShardFile> shardFilesOf(const nlohmann::json& a, const std::string& origin, int64_t world) {
+  if (!a.is_array()) throw DamagedError(origin + ": files = " + shortJson(a) + ", expected a list");
+  std::vector<ShardFile> out;
+  for (const auto& e : a) {
+    if (!e.is_object()) throw DamagedError(origin + ": file entry " + shortJson(e) + " is not an object");
+    const nlohmann::json& name = e.at("name");
+    const nlohmann::json& digest = e.at("digest");
+    // A name inside the step directory: verify() opens DIR/NAME.
+    if (!name.is_string() || name.get<std::string>().empty() || name.get<std::string>().find('/') != std::string::npos ||
+        name.get<std::string>() == "." || name.get<std::string>() == "..")
+      throw DamagedError(origin + ": file name " + shortJson(name) + " is not a file name in the step directory");
+    const std::optional<uint64_t> d = digest.is_string() ? unhex(digest.get<std::string>()) : std::nullopt;
+    if (!d) throw DamagedError(origin + ": digest " + shortJson(digest) + " of " + name.get<std::string>() +
+                               ", expected up to 16 hex digits");
+    out.push_back({.name = name.get<std::string>(), .rank = int(jsonInt(e.at("rank"), "rank", 0, world - 1, origin)),
+                   .bytes = jsonInt(e.at("bytes"), "bytes", 0, INT64_MAX, origin), .digest = *d});
+  }
+  return out;
+}
 
 bool isStepName(const std::string& n) { return n.rfind("step_", 0) == 0; }
 
@@ -105,8 +160,14 @@ ShardMeta readShardHeader(const h5::File& f, TrainProgress& p) {
               .rank = int(f.attrInt("/", "rank")), .world = int(f.attrInt("/", "world")),
               .configText = f.attrString("/", "config")};
   if (f.hasAttr("/", "sample_shape")) {
-    std::stringstream ss(f.attrString("/", "sample_shape"));
-    for (std::string d; std::getline(ss, d, ',');) m.sample.push_back(std::stoll(d));
+    const std::string shape = f.attrString("/", "sample_shape");
+    std::stringstream ss(shape);
+    for (std::string d; std::getline(ss, d, ',');) {
+      const std::optional<int64_t> x = parseInt(d);
+      if (!x || *x <= 0)
+        throw DamagedError(f.path() + ": attribute sample_shape = '" + shape + "', expected positive sizes C,H,W");
+      m.sample.push_back(*x);
+    }
     m.classes = f.attrInt("/", "classes");
   }
   p.epoch = int(f.attrInt("/", "epoch"));
@@ -216,11 +277,7 @@ std::string shardFilesJson(const std::vector<ShardFile>& files) {
 }
 
 std::vector<ShardFile> parseShardFilesJson(const std::string& text) {
-  std::vector<ShardFile> out;
-  for (const auto& e : nlohmann::json::parse(text))
-    out.push_back({.name = e.at("name").get<std::string>(), .rank = e.at("rank").get<int>(),
-                   .bytes = e.at("bytes").get<int64_t>(), .digest = unhex(e.at("digest").get<std::string>())});
-  return out;
+  return shardFilesOf(nlohmann::json::parse(text), "shard file list", kMaxWorld);
 }
 
 Manifest readManifest(const std::string& dir) {
@@ -235,22 +292,32 @@ Manifest readManifest(const std::string& dir) {
     std::istringstream is(text);
     std::string k;
     is >> k >> m.step >> k >> m.world;
-    if (!is) throw DamagedError(path + ": unreadable format-1 commit marker");
+    if (!is || m.step < 0 || m.world < 1 || m.world > kMaxWorld)
+      throw DamagedError(path + ": unreadable format-1 commit marker (expected \"step N\\nworld W\" with N >= 0, W >= 1)");
     m.replicas = m.world;
     return m;
   }
   try {
     const nlohmann::json j = nlohmann::json::parse(text);
-    m.format = j.at("format").get<int>();
-    if (m.format != kFormatVersion)
-      throw DamagedError(path + ": checkpoint format " + std::to_string(m.format) + ", this build reads " +
+    if (!j.is_object()) throw DamagedError(path + ": not a stagewise checkpoint manifest (not a JSON object)");
+    const int64_t format = jsonInt(j.at("format"), "format", INT64_MIN, INT64_MAX, path);
+    if (format != kFormatVersion)
+      throw DamagedError(path + ": checkpoint format " + std::to_string(format) + ", this build reads " +
                          std::to_string(kFormatVersion) + " and 1");
-    m.step = j.at("step").get<int64_t>();
-    m.world = j.at("world").get<int>();
-    m.stages = j.at("stages").get<int>();
-    m.replicas = j.at("replicas").get<int>();
-    for (const auto& p : j.at("partition")) m.parts.push_back({p.at(0).get<size_t>(), p.at(1).get<size_t>()});
-    m.files = parseShardFilesJson(j.at("files").dump());
+    m.format = int(format);
+    m.step = jsonInt(j.at("step"), "step", 0, INT64_MAX, path);
+    m.world = int(jsonInt(j.at("world"), "world", 1, kMaxWorld, path));
+    m.stages = int(jsonInt(j.at("stages"), "stages", 1, m.world, path));
+    m.replicas = int(jsonInt(j.at("replicas"), "replicas", 1, m.world, path));
+    const nlohmann::json& parts = j.at("partition");
+    if (!parts.is_array()) throw DamagedError(path + ": partition = " + shortJson(parts) + ", expected a list");
+    for (const auto& p : parts) {
+      if (!p.is_array() || p.size() != 2)
+        throw DamagedError(path + ": partition range " + shortJson(p) + ", expected [first block, end block]");
+      m.parts.push_back({size_t(jsonInt(p[0], "partition block", 0, INT64_MAX, path)),
+                         size_t(jsonInt(p[1], "partition block", 0, INT64_MAX, path))});
+    }
+    m.files = shardFilesOf(j.at("files"), path, m.world);
   } catch (const nlohmann::json::exception& e) {
     throw DamagedError(path + ": not a stagewise checkpoint manifest (" + e.what() + ")");
   }
@@ -440,7 +507,10 @@ void readParam(const h5::File& f, Backend& be, Param& prm, ParamState& s, bool g
   load("v", s.v);
   load("vmax", s.vmax);
   load("last_d", s.lastD);
-  s.steps = f.readInt64(base + "/steps").at(0);
+  const std::vector<int64_t> steps = f.readInt64(base + "/steps");
+  if (steps.size() != 1 || steps[0] < 0)
+    throw DamagedError(f.path() + ": optimizer state '" + base + "/steps' should hold one non-negative count");
+  s.steps = steps[0];
 }
 
 }  // namespace

@@ -28,6 +28,20 @@ herr_t closeFile(hid_t id) {
   return rc;
 }
 
+std::vector<int64_t> dimsOf(hid_t dataset) {
+  Handle sp(H5Dget_space(dataset), H5Sclose);
+  const int r = H5Sget_simple_extent_ndims(sp.get());
+  std::vector<hsize_t> d(static_cast<size_t>(std::max(r, 0)));
+  H5Sget_simple_extent_dims(sp.get(), d.data(), nullptr);
+  return std::vector<int64_t>(d.begin(), d.end());
+}
+
+std::string dimsText(const std::vector<int64_t>& dims) {
+  std::string s = "[";
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? "," : "") + std::to_string(uint64_t(dims[i]));
+  return s + "]";
+}
+
 Handle dataspace(const std::vector<int64_t>& dims) {
   std::vector<hsize_t> d(dims.begin(), dims.end());
   return Handle(H5Screate_simple(static_cast<int>(d.size()), d.data(), nullptr), H5Sclose);
@@ -85,12 +99,15 @@ std::vector<std::string> File::list(const std::string& group) const {
   Handle g(H5Gopen2(file_.get(), group.c_str(), H5P_DEFAULT), H5Gclose);
   if (!g.valid()) fail("no group '" + group + "'");
   H5G_info_t info;
-  H5Gget_info(g.get(), &info);
+  if (H5Gget_info(g.get(), &info) < 0) fail("cannot list group '" + group + "'");
   std::vector<std::string> names;
   for (hsize_t i = 0; i < info.nlinks; ++i) {
-    ssize_t n = H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    // A damaged link table answers -1 for the name's length.
+    const ssize_t n = H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    if (n < 0) fail("cannot read the name of member " + std::to_string(i) + " of group '" + group + "'");
     std::string s(static_cast<size_t>(n), '\0');
-    H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, s.data(), n + 1, H5P_DEFAULT);
+    if (H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, s.data(), n + 1, H5P_DEFAULT) < 0)
+      fail("cannot read the name of member " + std::to_string(i) + " of group '" + group + "'");
     names.push_back(s);
   }
   return names;
@@ -110,6 +127,55 @@ std::vector<int64_t> File::shape(const std::string& obj) const {
   std::vector<hsize_t> dims(static_cast<size_t>(std::max(r, 0)));
   H5Sget_simple_extent_dims(s.get(), dims.data(), nullptr);
   return std::vector<int64_t>(dims.begin(), dims.end());
+}
+
+int64_t File::storedElements(const std::string& obj) const {
+  Handle d = openDataset(obj);
+  return storedElements(d.get(), obj);
+}
+
+int64_t File::storedElements(hid_t dataset, const std::string& obj) const {
+  const std::vector<int64_t> dims = dimsOf(dataset);
+  {
+    // A dataspace larger than its own maximum is a damaged header (HDF5 then reads past its buffers).
+    Handle sp(H5Dget_space(dataset), H5Sclose);
+    std::vector<hsize_t> cur(dims.size()), max(dims.size());
+    if (!sp.valid() || H5Sget_simple_extent_dims(sp.get(), cur.data(), max.data()) < 0)
+      fail("dataset '" + obj + "' has no readable shape");
+    for (size_t i = 0; i < dims.size(); ++i)
+      if (max[i] != H5S_UNLIMITED && cur[i] > max[i])
+        fail("dataset '" + obj + "' has shape " + dimsText(dims) + " beyond its maximum shape");
+    // Chunks wider than a fixed dimension (HDF5 refuses to create them) make it read a chunk as
+    // larger than it is.
+    Handle dcpl(H5Dget_create_plist(dataset), H5Pclose);
+    if (dcpl.valid() && H5Pget_layout(dcpl.get()) == H5D_CHUNKED) {
+      std::vector<hsize_t> chunk(dims.size());
+      if (H5Pget_chunk(dcpl.get(), int(chunk.size()), chunk.data()) != int(chunk.size()))
+        fail("dataset '" + obj + "' has an unreadable chunk shape");
+      for (size_t i = 0; i < dims.size(); ++i)
+        if (chunk[i] == 0 || (max[i] != H5S_UNLIMITED && chunk[i] > max[i]))
+          fail("dataset '" + obj + "' of shape " + dimsText(dims) + " has chunks " +
+               dimsText(std::vector<int64_t>(chunk.begin(), chunk.end())) + " that do not fit it");
+    }
+  }
+  Handle t(H5Dget_type(dataset), H5Tclose);
+  const size_t typeBytes = t.valid() ? H5Tget_size(t.get()) : 0;
+  if (typeBytes == 0) fail("dataset '" + obj + "' has no readable element type");
+  int64_t n = 1, bytes = 0;
+  for (int64_t x : dims)
+    if (x < 0 || __builtin_mul_overflow(n, x, &n)) fail("dataset '" + obj + "' has an impossible shape " + dimsText(dims));
+  if (__builtin_mul_overflow(n, int64_t(typeBytes), &bytes))
+    fail("dataset '" + obj + "' has an impossible shape " + dimsText(dims));
+  if (bytes == 0) return n;
+  Handle dcpl(H5Dget_create_plist(dataset), H5Pclose);
+  if (dcpl.valid() && H5Pget_layout(dcpl.get()) == H5D_VIRTUAL) return n;  // data in other files: not bounded here
+  const bool filtered = dcpl.valid() && H5Pget_layout(dcpl.get()) == H5D_CHUNKED && H5Pget_nfilters(dcpl.get()) > 0;
+  const uint64_t stored = H5Dget_storage_size(dataset);
+  const uint64_t ratio = filtered ? 1100 : 1;
+  if (stored == 0 || (uint64_t(bytes) + ratio - 1) / ratio > stored)
+    fail("dataset '" + obj + "' of shape " + dimsText(dims) + " needs " + std::to_string(bytes) + " bytes, the file stores " +
+         std::to_string(stored) + (filtered ? " compressed" : "") + " (truncated, never written or a damaged header)");
+  return n;
 }
 
 std::string File::typeClass(const std::string& obj) const {
@@ -154,8 +220,10 @@ void visit(hid_t g, const std::string& path, const std::function<void(const std:
   if (H5Gget_info(g, &info) < 0) throw IoError("cannot list group '" + path + "'");
   for (hsize_t i = 0; i < info.nlinks; ++i) {
     const ssize_t n = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
-    std::string name(static_cast<size_t>(std::max<ssize_t>(n, 0)), '\0');
-    H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT);
+    if (n < 0) throw IoError("cannot read the name of member " + std::to_string(i) + " of group '" + path + "'");
+    std::string name(static_cast<size_t>(n), '\0');
+    if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT) < 0)
+      throw IoError("cannot read the name of member " + std::to_string(i) + " of group '" + path + "'");
     const std::string obj = (path == "/" ? "" : path) + "/" + name;
     Handle o(H5Oopen(g, name.c_str(), H5P_DEFAULT), H5Oclose);
     if (!o.valid()) throw IoError("cannot open '" + obj + "'");
@@ -217,14 +285,6 @@ herr_t readAttr(hid_t loc, const char* name, const H5A_info_t*, void* data) {
   if (rc < 0) return r->failed = true, -1;
   (*r->content)[*r->obj + "\x02" + name] = std::move(v);
   return 0;
-}
-
-std::vector<int64_t> dimsOf(hid_t dataset) {
-  Handle sp(H5Dget_space(dataset), H5Sclose);
-  const int r = H5Sget_simple_extent_ndims(sp.get());
-  std::vector<hsize_t> d(static_cast<size_t>(std::max(r, 0)));
-  H5Sget_simple_extent_dims(sp.get(), d.data(), nullptr);
-  return std::vector<int64_t>(d.begin(), d.end());
 }
 
 std::string datasetKind(int typeClass, const std::vector<int64_t>& dims) {
@@ -292,8 +352,7 @@ int File::verifyAll() const {
     if (!a.valid() || H5Aread(a.get(), H5T_NATIVE_INT64, &stored) < 0) fail("cannot read the checksum of '" + obj + "'");
     Handle ft(H5Dget_type(id), H5Tclose);
     Handle mt(H5Tget_native_type(ft.get(), H5T_DIR_ASCEND), H5Tclose);
-    Handle sp(H5Dget_space(id), H5Sclose);
-    const size_t bytes = size_t(H5Sget_simple_extent_npoints(sp.get())) * H5Tget_size(mt.get());
+    const size_t bytes = size_t(storedElements(id, obj)) * H5Tget_size(mt.get());
     buf.resize(bytes);
     if (bytes && H5Dread(id, mt.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) < 0)
       fail("cannot read dataset '" + obj + "'");
@@ -356,6 +415,7 @@ void File::writeTensor(const std::string& obj, const Tensor& host) {
 
 Tensor File::readTensor(const std::string& obj) const {
   Handle d = openDataset(obj);
+  storedElements(d.get(), obj);
   std::vector<int64_t> dims = shape(obj);
   Tensor t = Tensor::empty(Shape(dims));
   if (t.numel() && H5Dread(d.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data()) < 0)
@@ -381,9 +441,7 @@ void File::writeInt64(const std::string& obj, const std::vector<int64_t>& v) {
 
 std::vector<int64_t> File::readInt64(const std::string& obj) const {
   Handle d = openDataset(obj);
-  std::vector<int64_t> dims = shape(obj);
-  int64_t n = 1;
-  for (auto x : dims) n *= x;
+  const int64_t n = storedElements(d.get(), obj);
   std::vector<int64_t> v(static_cast<size_t>(n));
   if (n && H5Dread(d.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
     fail("cannot read dataset '" + obj + "' as int64");
@@ -408,8 +466,9 @@ void File::writeUint8(const std::string& obj, const std::vector<uint8_t>& v, con
 
 void File::readRows(const std::string& obj, int64_t begin, int64_t count, hid_t memType, void* out) const {
   Handle d = openDataset(obj);
+  storedElements(d.get(), obj);
   std::vector<int64_t> dims = shape(obj);
-  if (dims.empty() || begin < 0 || begin + count > dims[0])
+  if (dims.empty() || begin < 0 || count < 0 || begin > dims[0] || count > dims[0] - begin)
     fail("rows [" + std::to_string(begin) + ", " + std::to_string(begin + count) + ") outside dataset '" + obj + "'");
   Handle fs(H5Dget_space(d.get()), H5Sclose);
   std::vector<hsize_t> start(dims.size(), 0), cnt(dims.begin(), dims.end());

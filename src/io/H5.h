@@ -49,6 +49,12 @@ class File {
   bool isGroup(const std::string& obj) const;
   // Element class of a dataset: "float", "integer" or other.
   std::string typeClass(const std::string& obj) const;
+  // Values in a dataset (the product of its shape); IoError when the product does not fit in int64
+  // or the file cannot hold that much data: an unfiltered dataset must store every byte its shape
+  // needs, a filtered (compressed) one at least 1/1100 of them (deflate's ratio bound). A damaged or
+  // forged header then fails here, before anything of the claimed size is allocated. Every read
+  // below checks this first; loaders call it before sizing their buffers.
+  int64_t storedElements(const std::string& obj) const;
 
   void writeTensor(const std::string& obj, const Tensor& host);
   Tensor readTensor(const std::string& obj) const;  // any numeric type, converted to float32
@@ -87,6 +93,7 @@ class File {
  private:
   void ensureParents(const std::string& obj);
   Handle openDataset(const std::string& obj) const;
+  int64_t storedElements(hid_t dataset, const std::string& obj) const;
   void readRows(const std::string& obj, int64_t begin, int64_t count, hid_t memType, void* out) const;
   [[noreturn]] void fail(const std::string& what) const;
   void stamp(hid_t dataset, const std::string& obj, uint64_t sum);

@@ -79,6 +79,33 @@ TEST(Config, UnknownKeysAndBadValuesAreNamed) {
   EXPECT_NE(errorOf([] { parseConfig("", {"data.mean=0.5", "data.std=0.2,0.3"}); }).find("data.mean"), std::string::npos);
 }
 
+// Fuzzing (tools/fuzz/fuzz_config): a line naming Boost's own placeholder made Boost 1.74's error
+// message loop forever (it replaces "%invalid_line%" with the line until none is left); it is a
+// ConfigError naming the file and the line.
+TEST(Config, InvalidLineWithBoostPlaceholderIsAnError) {
+  for (const std::string line : {"%invalid_line%", "x%invalid_line%y", "[train]\n%canonical_option% %invalid_line%"}) {
+    const std::string e = errorOf([&] { parseConfigText(line + "\n", "fuzz.ini", {}); });
+    EXPECT_NE(e.find("fuzz.ini: invalid line"), std::string::npos) << e;
+    EXPECT_NE(e.find("%invalid_line%"), std::string::npos) << e;
+  }
+}
+
+// Fuzzing: an override value with '#' (or a line break) was accepted, but the resolved config.ini
+// the other ranks and --resume read cut it at the '#' (or split it into other keys). Refused, named.
+TEST(Config, OverrideValuesConfigIniCannotHoldAreRefused) {
+  const std::vector<std::string> overrides = {"train.algo=bp#x", "data.dir=/data/run#1", "data.dir=a\nmodel.name = mlp",
+                                              "data.dir=a\rb", std::string("data.dir=a\0b", 12)};
+  for (const std::string& o : overrides) {
+    const std::string e = errorOf([&] { parseConfig("", {o}); });
+    EXPECT_NE(e.find("override '" + o.substr(0, o.find('=')) + "'"), std::string::npos) << e;
+    EXPECT_NE(e.find("may not contain '#'"), std::string::npos) << e;
+  }
+  // Everything accepted survives the round trip through the resolved text.
+  TrainConfig c = parseConfig("", {"data.dir=/data/a b=c;d", "train.algo=bp"});
+  EXPECT_EQ(c.data.dir, "/data/a b=c;d");
+  EXPECT_EQ(iniText(parseConfigText(iniText(c), "config.ini", {})), iniText(c));
+}
+
 TEST(Config, HelpListsEveryKey) {
   std::string h = configHelp();
   for (const char* k : {"train.algo", "optim.lr", "data.name", "checkpoint.every_steps", "runtime.threads"})

@@ -162,6 +162,29 @@ TEST(DataIdx, RejectsDamagedFiles) {
   expectDataError([&] { loadIdx(d / "missing", labels); }, d / "missing");
 }
 
+// Fuzzing (tools/fuzz/fuzz_idx): a 16-byte header claiming 2^28 images of 4096x4096 made the reader
+// allocate 2^52 bytes before reading any. It now fails as truncated, naming the file, after
+// reading what is there.
+TEST(DataIdx, HeaderClaimingMoreThanTheFileHoldsIsTruncatedNotAllocated) {
+  TempDir d;
+  const std::string images = d / "huge-images", labels = d / "huge-labels";
+  writeBytes(images, idxImages(0x803, 1u << 28, 4096, 4096, iota8(100)), false);
+  writeBytes(labels, idxLabels(0x801, 1u << 28, {1, 2, 3}), false);
+  expectDataError([&] { loadIdx(images, labels); }, images);
+  try {
+    loadIdx(images, labels);
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("truncated IDX file: expected 4503599627370496 bytes of pixels, found 100"),
+              std::string::npos)
+        << e.what();
+  }
+  // The same for the labels, and gzipped.
+  const std::string small = d / "small-images.gz";
+  writeBytes(small, idxImages(0x803, 0x7fffffff, 1, 1, iota8(3)), true);
+  writeBytes(labels, idxLabels(0x801, 0x7fffffff, {1, 2, 3}), true);
+  expectDataError([&] { loadIdx(small, labels); }, small);
+}
+
 // ---------------------------------------------------------------- CIFAR-10
 
 TEST(DataCifar, LoadsBatchesInChwOrder) {
@@ -279,6 +302,75 @@ TEST(DataHdf5, RejectsBadFiles) {
     f.setAttr("/", "classes", int64_t{5});
   }
   expectDataError([&] { loadHdf5(d / "classes.h5"); }, d / "classes.h5");
+}
+
+// Fuzzing (tools/fuzz/fuzz_hdf5) of HDF5 data sets; tests/fuzz_corpus/regressions/hdf5_*.h5 are the
+// inputs it found (damaged copies of a small valid file). Each must be a DataError naming the file.
+TEST(DataHdf5, FuzzedFilesAreDataErrors) {
+  const std::string dir = std::string(SW_SOURCE_DIR) + "/tests/fuzz_corpus/regressions/";
+  // name -> what the message says. Before the fixes: std::length_error from a member name of length -1
+  // (h5::File::list); signed overflow of N*C*H*W (a dimension forged to 2^62); an allocation of 2^62
+  // bytes; a read past HDF5's buffer (H5Dread -> H5VM_memcpyvv) for a dataset whose shape exceeds its
+  // maximum shape, and another for chunks wider than the dataset; int32 overflow of the largest
+  // label + 1. The shape checks are h5::File::storedElements, run before any buffer is sized.
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"hdf5_member_name.h5", "cannot read the name of member"},
+      {"hdf5_shape_overflow.h5", "shape [4,1,4,5782979572060389380] beyond its maximum shape"},
+      {"hdf5_huge_unstored.h5", "shape [4,1,4,288230376151711748] beyond its maximum shape"},
+      {"hdf5_short_storage.h5", "shape [3,4,10,3] beyond its maximum shape"},
+      {"hdf5_chunk_too_wide.h5", "has chunks [1,4,8196,3] that do not fit it"},
+      {"hdf5_label_int32_max.h5", "label 2147483647 of sample 1 is out of range"},
+  };
+  for (const auto& [name, what] : cases) {
+    const std::string path = dir + name;
+    ASSERT_TRUE(fs::exists(path)) << path;
+    try {
+      loadHdf5(path);
+      ADD_FAILURE() << name << ": no DataError";
+    } catch (const DataError& e) {
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  }
+}
+
+// The same checks on files written here: labels beyond int32 (HDF5 clips them to INT32_MAX), a
+// classes attribute beyond any model, and a dataset whose storage was never written.
+TEST(DataHdf5, HugeLabelsClassesAndUnwrittenDataAreDataErrors) {
+  TempDir d;
+  {
+    h5::File f(d / "wide.h5", h5::Access::kCreate);
+    f.writeUint8("images", iota8(8), {2, 2, 2});
+    f.writeInt64("labels", {0, int64_t(1) << 40});
+  }
+  expectDataError([&] { loadHdf5(d / "wide.h5"); }, d / "wide.h5");
+  {
+    h5::File f(d / "classes.h5", h5::Access::kCreate);
+    f.writeUint8("images", iota8(8), {2, 2, 2});
+    f.writeInt64("labels", {0, 1});
+    f.setAttr("/", "classes", int64_t(1) << 40);
+  }
+  expectDataError([&] { loadHdf5(d / "classes.h5"); }, d / "classes.h5");
+  {
+    // 2^40 bytes of images in chunks that were never written: nothing stored.
+    h5::File f(d / "unwritten.h5", h5::Access::kCreate);
+    const hsize_t dims[3] = {hsize_t(1) << 20, 1024, 1024}, chunk[3] = {1, 1024, 1024};
+    h5::Handle sp(H5Screate_simple(3, dims, nullptr), H5Sclose);
+    h5::Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+    H5Pset_chunk(dcpl.get(), 3, chunk);
+    h5::Handle ds(H5Dcreate2(f.id(), "images", H5T_STD_U8LE, sp.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), H5Dclose);
+    ASSERT_TRUE(ds.valid());
+  }
+  {
+    h5::File f(d / "unwritten.h5", h5::Access::kReadWrite);
+    f.writeInt64("labels", {0});  // the images are checked first
+  }
+  expectDataError([&] { loadHdf5(d / "unwritten.h5"); }, d / "unwritten.h5");
+  try {
+    loadHdf5(d / "unwritten.h5");
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("needs 1099511627776 bytes, the file stores 0"), std::string::npos) << e.what();
+  }
 }
 
 // ---------------------------------------------------------------- loadData and synthetic

@@ -143,6 +143,99 @@ TEST(Checkpoint, TruncatedMissingForeignAndMisdescribedShardsAreNamed) {
   fs::remove_all(other);
 }
 
+// Fuzzing (tools/fuzz/fuzz_checkpoint): manifests that made readManifest throw std:: exceptions
+// (a digest std::stoull rejects), convert a float to int with undefined behaviour, or divide by zero
+// in resumeSource (replicas = 0). Each is now a DamagedError naming the manifest.
+TEST(Checkpoint, FuzzedManifestsAreDamagedErrors) {
+  const std::string dir = freshDir("fuzz_manifest") + "/checkpoints/step_000000004";
+  fs::create_directories(dir);
+  const std::string marker = dir + "/COMMITTED";
+  auto manifest = [](const std::string& world, const std::string& replicas, const std::string& files,
+                     const std::string& partition = "[[0,2]]") {
+    return R"({"files":)" + files + R"(,"format":2,"partition":)" + partition + R"(,"replicas":)" + replicas +
+           R"(,"stages":1,"step":4,"world":)" + world + "}";
+  };
+  auto file = [](const std::string& name, const std::string& digest) {
+    return R"([{"bytes":17272,"digest":")" + digest + R"(","name":")" + name + R"(","rank":0}])";
+  };
+  const std::string good = file("rank_00000.h5", "959914521fd14488");
+  std::ofstream(marker) << manifest("1", "1", good);
+  EXPECT_EQ(readManifest(dir).files.at(0).digest, 0x959914521fd14488u);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {manifest("1", "1", file("rank_00000.h5", "959914521fd14488959")), "digest"},  // std::out_of_range
+      {manifest("1", "1", file("rank_00000.h5", "zz")), "digest"},                   // std::invalid_argument
+      {manifest("1", "1", file("rank_00000.h5", "-1")), "digest"},                   // was read as 2^64 - 1
+      {manifest("1e300", "1", good), "world = 1e+300"},                              // float -> int
+      {manifest("1", "0", good), "replicas = 0"},                                    // replica % 0
+      {manifest("2147483648", "1", good), "world = 2147483648"},
+      {manifest("1", "1", file("../../rank_00000.h5", "1")), "not a file name in the step directory"},
+      {manifest("1", "1", good, "[[0]]"), "partition range"},
+      {manifest("1", "1", good, "[[0,-2]]"), "partition block"},
+      {"step 4\nworld 0\n", "format-1"},
+      {"[1,2]", "not a JSON object"},
+  };
+  for (const auto& [text, what] : cases) {
+    std::ofstream(marker) << text;
+    const std::string e = errorOf([&] { readManifest(dir); });
+    EXPECT_NE(e.find(marker), std::string::npos) << text << ": " << e;
+    EXPECT_NE(e.find(what), std::string::npos) << text << ": " << e;
+  }
+  // resumeSource on another shape read replicas = 0 and divided by it.
+  std::ofstream(marker) << manifest("1", "0", good);
+  EXPECT_NE(errorOf([&] { resumeSource(dir, 0, 2, 2, 1, 0, {{0, 1}, {1, 2}}, 2); }).find("replicas = 0"),
+            std::string::npos);
+  fs::remove_all(fs::path(dir).parent_path().parent_path());
+}
+
+// Fuzzing: shards that made the reader throw std::invalid_argument (sample_shape not numbers),
+// std::bad_alloc (a parameter whose header claims 2^40 x 8 floats the file does not hold) or
+// std::out_of_range (an empty optimizer step count). Each is a DamagedError naming the shard.
+TEST(Checkpoint, FuzzedShardsAreDamagedErrors) {
+  const std::string run = trainedRun("fuzz_shard");
+  CheckpointStore store(run);
+  const std::string step = *store.latest(), shard = step + "/rank_00000.h5";
+  const TrainConfig cfg = cfgWith({});
+  auto be = makeBackend(cfg.runtime);
+  auto model = buildModel(*be, cfg.model, Shape{1, 4, 4}, 10, 0);
+  Optimizer opt(*be, model->params(), cfg.optim);
+  auto read = [&] {
+    TrainProgress p;
+    Rng::State rs;
+    store.readShard(step, 0, *model, {}, opt, p, rs);
+  };
+  read();  // intact
+  fs::copy_file(shard, shard + ".keep");
+  auto restore = [&] { fs::copy_file(shard + ".keep", shard, fs::copy_options::overwrite_existing); };
+  const std::string param = "/params/" + model->params().at(0)->name;
+  const std::vector<std::pair<std::function<void(h5::File&)>, std::string>> cases = {
+      {[](h5::File& f) { f.setAttr("/", "sample_shape", std::string("1,x,4")); }, "sample_shape = '1,x,4'"},
+      {[&](h5::File& f) {
+         ASSERT_GE(H5Ldelete(f.id(), param.c_str(), H5P_DEFAULT), 0);
+         const hsize_t dims[2] = {hsize_t(1) << 40, 8}, chunk[2] = {1, 8};
+         h5::Handle sp(H5Screate_simple(2, dims, nullptr), H5Sclose);
+         h5::Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+         H5Pset_chunk(dcpl.get(), 2, chunk);
+         h5::Handle d(H5Dcreate2(f.id(), param.c_str(), H5T_IEEE_F32LE, sp.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+                      H5Dclose);
+         ASSERT_TRUE(d.valid());
+       },
+       "the file stores 0"},
+      {[&](h5::File& f) { f.writeInt64("/optim/" + model->params().at(0)->name + "/steps", {}); }, "/steps' should hold"},
+  };
+  for (const auto& [damage, what] : cases) {
+    {
+      h5::File f(shard, h5::Access::kReadWrite);
+      damage(f);
+    }
+    const std::string e = errorOf(read);
+    EXPECT_NE(e.find(shard), std::string::npos) << what << ": " << e;
+    EXPECT_NE(e.find(what), std::string::npos) << what << ": " << e;
+    restore();
+  }
+  read();
+  fs::remove_all(run);
+}
+
 TEST(Checkpoint, ResumeFallsBackToTheNewestThatVerifies) {
   const std::string run = trainedRun("fallback");
   CheckpointStore store(run);
