@@ -10,12 +10,19 @@
 
 #include <chrono>
 #include <climits>
+#include <csignal>
+#include <cstdio>
 #include <thread>
 
 #include "core/Error.h"
 
 namespace sw {
 namespace {
+
+// How long abort() lets MPI_Abort try to take the job down before this process exits alone.
+constexpr int kAbortGraceSeconds = 3;
+// The status abort() leaves with, for its SIGTERM handler.
+volatile std::sig_atomic_t gAbortCode = 3;
 
 [[noreturn]] void mpiFail(int code, const std::string& what) {
   char msg[MPI_MAX_ERROR_STRING];
@@ -197,6 +204,19 @@ class MpiCommunicator : public Communicator {
     MpiWork(r, name_ + ": broadcast of a string", opts_.timeoutSeconds).wait();
   }
   [[noreturn]] void abort(int code) override {
+    // MPI_Abort reports to the launcher before it kills the job; when the launcher's host is
+    // the one that became unreachable (a cut link), Open MPI waits in that report until its
+    // own daemon kills the process, and the exit status is lost. Bound it: a few seconds
+    // after entering MPI_Abort this process ends itself with the status it was given.
+    // Open MPI's daemons answer an abort with SIGTERM, then SIGKILL a second later; leave with
+    // our own status on the SIGTERM instead of being killed without one.
+    gAbortCode = code;
+    std::signal(SIGTERM, [](int) { std::_Exit(gAbortCode); });
+    std::thread([code] {
+      std::this_thread::sleep_for(std::chrono::seconds(kAbortGraceSeconds));
+      std::fflush(stderr);
+      std::_Exit(code);
+    }).detach();
     MPI_Abort(MPI_COMM_WORLD, code);
     std::_Exit(code);
   }

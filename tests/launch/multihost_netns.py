@@ -5,21 +5,26 @@ Namespaces swmh<tag>_0/1/2 (tag = this process's pid) are joined through a Linux
 namespace by veth pairs, with 10.77.X.1/.2/.3 (X from the pid; the addresses exist only inside the
 namespaces, so no subnet of the machine can clash). mpirun runs in namespace 0 and starts its
 daemons on the other two "hosts" through tests/launch/netns_agent.sh, an ssh stand-in that enters
-the namespace of the host it is given; MPI traffic goes over Open MPI's TCP transport only.
+the namespace of the host it is given (and gives each host a TMPDIR of its own: the namespaces
+share one file system and one host name, and Open MPI daemons of different hosts must not share a
+session directory). MPI traffic goes over Open MPI's TCP transport only (btl tcp,self).
   1. a dp job of 3 ranks, one per host: exit 0, test records for both epochs, and every rank (and
      each daemon the agent started) really ran in its own namespace;
   2. the fault: a long job, and once a checkpoint is committed, host 2's link is cut
      (`ip link set <its veth> down`, root side): every rank must end with exit status 3 within
-     30 s of the cut (each rank's own status is written by a wrapper around the trainer);
-     mpirun and the daemon on the cut host may stay behind: they are killed afterwards;
+     30 s of the cut. Each rank runs under a small shell wrapper that records the trainer's own
+     exit status and time, and when a SIGTERM (Open MPI's way of killing ranks after an MPI_Abort
+     elsewhere) reached it; a rank that vanishes without a status was SIGKILLed by Open MPI.
+     mpirun and the daemon of the cut host may stay behind: they are killed afterwards;
   3. the link comes back and `--resume` finishes the run across the hosts (exit 0, `resumed at
-     step`, metrics.jsonl ends with the test record of epoch 2).
+     step`, metrics.jsonl ends with the test record of epoch 2, every test epoch once).
 Skips (one line `multihost_netns: skipped: <why>`, exit 0) where namespaces, a bridge or veth pairs
 cannot be made (not root, no `ip`, no mpirun, a container without the rights). Everything it
-creates is removed in a `finally`, also after failures, a timeout or SIGTERM.
+creates is removed in a `finally`, also after failures, a timeout or SIGTERM. Takes about 20 s.
 usage: multihost_netns.py STAGEWISE_BIN REPO_DIR
 """
 import os
+import resource
 import shlex
 import shutil
 import signal
@@ -56,14 +61,17 @@ PROBE_CLIENT = """
 import socket, sys
 socket.create_connection((sys.argv[1], 47011), timeout=3).sendall(b"ping")
 """
-# The program mpirun starts on every rank: notes the namespace the rank runs in, runs the trainer,
-# and leaves "STATUS TIME NAMESPACE [TERM]" in PREFIX.RANK (written whole, then renamed) before
-# passing on the trainer's own exit status. A SIGTERM to the rank's process group (how Open MPI's
-# daemons kill ranks after an MPI_Abort elsewhere) does not stop this shell, so the trainer's own
-# exit is still recorded, marked TERM; a SIGKILL leaves no file (the rank did not exit by itself).
-RANK_WRAPPER = ('st=$1; shift; got=; trap got=TERM TERM; ns=$(ip netns identify 2>/dev/null); "$@"; rc=$?; '
-                'echo "$rc $(date +%s.%N) ${ns:-?} $got" >"$st.$OMPI_COMM_WORLD_RANK.tmp" && '
-                'mv "$st.$OMPI_COMM_WORLD_RANK.tmp" "$st.$OMPI_COMM_WORLD_RANK"; exit $rc')
+# The program mpirun starts on every rank (sh -c WRAPPER sw_rank PREFIX TRAINER ARGS...), with
+# S = PREFIX.RANK: runs the trainer as a background child (so that a trapped SIGTERM is handled at
+# once, not after the child ends), writes its pid to S.pid, the time a SIGTERM arrived to S.term,
+# and at the end "STATUS TIME NAMESPACE" to S (whole, then renamed), and exits with the trainer's
+# status. A SIGKILL to the rank's process group (Open MPI's last resort) leaves no S.
+RANK_WRAPPER = (
+    's=$1.$OMPI_COMM_WORLD_RANK; shift; ns=$(ip netns identify 2>/dev/null); '
+    'trap \'date +%s.%N >"$s.term"\' TERM; '
+    '"$@" & pid=$!; echo $pid >"$s.pid"; '
+    'while :; do wait $pid; rc=$?; kill -0 $pid 2>/dev/null || break; done; '
+    'echo "$rc $(date +%s.%N) ${ns:-?}" >"$s.tmp" && mv "$s.tmp" "$s"; exit $rc')
 
 
 class Skip(Exception):
@@ -200,31 +208,42 @@ class Hosts:
             print("multihost_netns: cleanup: " + "; ".join(errors), file=sys.stderr)
 
 
+def no_core_dumps():
+    # mpirun 4.1 can segfault when it is killed in the middle of an abort: no core files.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 class Job:
     """One mpirun across the hosts, started in namespace 0, in the background."""
 
-    def __init__(self, hosts, tmp, name, trainer_args, agent, status_prefix):
+    def __init__(self, hosts, tmp, name, trainer_args, agent):
         self.hosts, self.name = hosts, name
+        self.status_prefix = os.path.join(tmp, f"status_{name}")
         hostfile = os.path.join(tmp, "hostfile")
         with open(hostfile, "w") as f:
             f.writelines(f"{ip} slots=1\n" for ip in hosts.ip)
         self.logdir = os.path.join(tmp, f"logs_{name}")
         self.out_path = os.path.join(tmp, f"{name}.out")
+        # --leave-session-attached: the daemons stay children of their agent instead of detaching,
+        # so that mpirun notices (and reports) a daemon that dies instead of waiting for it forever.
         self.cmd = ["ip", "netns", "exec", hosts.ns[0],
                     "mpirun", "-n", str(NHOSTS), "--hostfile", hostfile, "--allow-run-as-root", "--oversubscribe",
-                    "--bind-to", "none", "--output-filename", self.logdir,
+                    "--bind-to", "none", "--leave-session-attached", "--output-filename", self.logdir,
                     "--mca", "plm_rsh_agent", agent, "--mca", "plm_rsh_no_tree_spawn", "1",
                     "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", hosts.subnet,
                     "--mca", "oob_tcp_if_include", hosts.subnet,
                     "-x", "OMP_NUM_THREADS", "-x", "OMP_WAIT_POLICY",
-                    "sh", "-c", RANK_WRAPPER, "sw_rank", status_prefix,
+                    "sh", "-c", RANK_WRAPPER, "sw_rank", self.status_prefix,
                     BIN, "train", "--config", CONFIG] + trainer_args
+        host_tmp = os.path.join(tmp, "t")
+        os.makedirs(os.path.join(host_tmp, hosts.ns[0]), exist_ok=True)
         env = dict(ENV, SW_NETNS_HOSTS=" ".join(f"{ip}={ns}" for ip, ns in zip(hosts.ip, hosts.ns)),
-                   SW_NETNS_LOG=os.path.join(tmp, "agent.log"))
+                   SW_NETNS_LOG=os.path.join(tmp, "agent.log"), SW_NETNS_TMPDIR=host_tmp,
+                   TMPDIR=os.path.join(host_tmp, hosts.ns[0]))
         self.out_file = open(self.out_path, "w")
         self.t0 = time.time()
-        self.p = subprocess.Popen(self.cmd, env=env, stdin=subprocess.DEVNULL, stdout=self.out_file,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        self.p = subprocess.Popen(self.cmd, env=env, cwd=tmp, stdin=subprocess.DEVNULL, stdout=self.out_file,
+                                  stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=no_core_dumps)
 
     def wait(self, timeout):
         """The exit status of mpirun, or None if it is still running after `timeout` seconds."""
@@ -258,27 +277,49 @@ class Job:
                     text += f"\n----- {os.path.relpath(os.path.join(root, fn), self.logdir)} -----\n" + f.read()
         return text
 
+    def rank_log(self, r):
+        """Rank r's own stderr (as its daemon wrote it), '' if none."""
+        for root, _, files in os.walk(self.logdir):
+            if os.path.basename(root) == f"rank.{r}" and "stderr" in files:
+                with open(os.path.join(root, "stderr"), errors="replace") as f:
+                    return f.read()
+        return ""
 
-def read_statuses(prefix):
-    """{rank: (exit status, time of exit, namespace, whether a SIGTERM reached the rank first)}
-    from the wrapper's PREFIX.RANK files."""
-    got = {}
-    for r in range(NHOSTS):
-        try:
-            with open(f"{prefix}.{r}") as f:
-                w = f.read().split()
-            got[r] = (int(w[0]), float(w[1]), w[2], w[3:] == ["TERM"])
-        except (OSError, ValueError):
-            pass
-    return got
+
+def read_file(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def rank_state(prefix, r):
+    """What the wrapper of rank r recorded: {'rc', 'when', 'ns'} once the trainer exited by itself,
+    'term' (time a SIGTERM arrived), 'gone' (the trainer's process no longer exists)."""
+    s = f"{prefix}.{r}"
+    st = {}
+    words = (read_file(s) or "").split()
+    if len(words) >= 3:
+        st.update(rc=int(words[0]), when=float(words[1]), ns=words[2])
+    term = (read_file(s + ".term") or "").strip()
+    if term:
+        st["term"] = float(term)
+    pid = (read_file(s + ".pid") or "").strip()
+    if "rc" in st:
+        st["gone"] = True
+    elif pid.isdigit():
+        stat = read_file(f"/proc/{pid}/stat")
+        st["gone"] = stat is None or stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
+    return st
 
 
 def agent_entries(tmp):
-    try:
-        with open(os.path.join(tmp, "agent.log")) as f:
-            return [line.split() for line in f if line.strip()]
-    except OSError:
-        return []
+    return [line.split() for line in (read_file(os.path.join(tmp, "agent.log")) or "").splitlines() if line.strip()]
+
+
+def nonblank_lines(text):
+    return [l for l in text.splitlines() if l.strip()]
 
 
 def tail(text, n=3000):
@@ -294,7 +335,7 @@ def main(hosts, tmp):
 
     # 1. A short run across the three hosts.
     d = os.path.join(tmp, "run")
-    job = Job(hosts, tmp, "run", BASE + ["train.epochs=2", "--out", d], agent, os.path.join(tmp, "status_run"))
+    job = Job(hosts, tmp, "run", BASE + ["train.epochs=2", "--out", d], agent)
     print("multihost_netns: " + shlex.join(job.cmd), flush=True)
     rc = job.wait(90)
     job.stop()
@@ -303,8 +344,7 @@ def main(hosts, tmp):
                    f"in {time.time() - job.t0:.1f} s" + (tail(out) if rc != 0 else ""))
     tests = [r["epoch"] for r in records(d) if r["split"] == "test"] if os.path.exists(os.path.join(d, "metrics.jsonl")) else []
     check(tests == [0, 1], f"run: metrics.jsonl has the test records of epochs 0 and 1 (got {tests})")
-    st = read_statuses(os.path.join(tmp, "status_run"))
-    where = {r: st[r][2] for r in st}
+    where = {r: rank_state(job.status_prefix, r).get("ns") for r in range(NHOSTS)}
     check(where == {r: hosts.ns[r] for r in range(NHOSTS)},
           f"run: rank r ran in namespace swmh{hosts.tag}_r, one rank per host (got {where})")
     entries = agent_entries(tmp)
@@ -314,26 +354,29 @@ def main(hosts, tmp):
 
     # 2. The fault: cut host CUT_HOST's link once a checkpoint is committed.
     d = os.path.join(tmp, "fault")
-    prefix = os.path.join(tmp, "status_fault")
-    job = Job(hosts, tmp, "fault", BASE + ["train.epochs=50", "--out", d], agent, prefix)
+    job = Job(hosts, tmp, "fault", BASE + ["train.epochs=50", "--out", d], agent)
     latest = os.path.join(d, "checkpoints", "LATEST")
     deadline = time.time() + 60
     while time.time() < deadline and not os.path.exists(latest) and job.p.poll() is None:
         time.sleep(0.05)
     if not os.path.exists(latest) or job.p.poll() is not None:
+        rc = job.p.poll()
         job.stop()
-        check(False, f"fault: a checkpoint committed while the job runs (mpirun status {job.p.returncode} "
-                     f"after {time.time() - job.t0:.1f} s)"
-              + tail(job.output()))
+        check(False, f"fault: a checkpoint committed while the job runs (mpirun "
+                     f"{'exited with status %d' % rc if rc is not None else 'still running, killed'} "
+                     f"after {time.time() - job.t0:.1f} s)" + tail(job.output()))
         return
     sh("ip", "link", "set", hosts.outer[CUT_HOST], "down")
     t_cut = time.time()
     print(f"multihost_netns: checkpoint committed {t_cut - job.t0:.1f} s after the start; cut "
           f"{hosts.outer[CUT_HOST]} (the link of host {CUT_HOST}, {hosts.ip[CUT_HOST]})", flush=True)
-    # Poll a little past the limit, so that a late rank is measured rather than just missing.
-    while time.time() < t_cut + EXIT_LIMIT_S + 10 and len(read_statuses(prefix)) < NHOSTS:
+    # Until every rank is gone, a little past the limit, so that a late rank is measured too.
+    gone_at = {}
+    while time.time() < t_cut + EXIT_LIMIT_S + 10 and len(gone_at) < NHOSTS:
+        for r in range(NHOSTS):
+            if r not in gone_at and rank_state(job.status_prefix, r).get("gone"):
+                gone_at[r] = time.time()
         time.sleep(0.1)
-    st = read_statuses(prefix)
     mpirun_rc = job.p.poll()
     print(f"multihost_netns: mpirun {'exited with status %d' % mpirun_rc if mpirun_rc is not None else 'still running'}"
           f" {time.time() - t_cut:.1f} s after the cut" + ("; killing it and what is left in the namespaces"
@@ -342,18 +385,22 @@ def main(hosts, tmp):
     job.stop()
     out = job.output()
     for r in range(NHOSTS):
-        if r not in st:
-            check(False, f"fault: rank {r} ({hosts.ns[r]}) wrote no exit status within "
-                         f"{EXIT_LIMIT_S + 10:.0f} s of the cut (still running, or SIGKILLed by Open MPI "
-                         "before it exited by itself)")
-            continue
-        code, when, ns, termed = st[r]
-        secs = when - t_cut
-        check(code == 3 and secs <= EXIT_LIMIT_S,
-              f"fault: rank {r} ({ns}{', cut host' if r == CUT_HOST else ''}) exit status {code} "
-              f"{secs:.1f} s after the cut (want 3 within {EXIT_LIMIT_S:.0f} s)"
-              + (" (a SIGTERM from Open MPI's abort reached it first)" if termed else ""))
-    if any(r not in st or st[r][0] != 3 for r in range(NHOSTS)):
+        st = rank_state(job.status_prefix, r)
+        who = f"rank {r} ({hosts.ns[r]}{', cut host' if r == CUT_HOST else ''})"
+        term = f"; a SIGTERM from Open MPI reached it {st['term'] - t_cut:.1f} s after the cut" if "term" in st else ""
+        if "rc" in st:
+            secs = st["when"] - t_cut
+            check(st["rc"] == 3 and secs <= EXIT_LIMIT_S,
+                  f"fault: {who} exit status {st['rc']} {secs:.1f} s after the cut (want 3 within "
+                  f"{EXIT_LIMIT_S:.0f} s){term}")
+        elif r in gone_at:
+            last = nonblank_lines(job.rank_log(r))[-1:]
+            check(False, f"fault: {who} did not exit by itself: its process was killed (no exit status; "
+                         f"SIGKILL from Open MPI) by {gone_at[r] - t_cut:.1f} s after the cut{term}"
+                         + (f"; its last line: {last[0]}" if last else ""))
+        else:
+            check(False, f"fault: {who} still running {time.time() - t_cut:.0f} s after the cut{term}")
+    if not all(rank_state(job.status_prefix, r).get("rc") == 3 for r in range(NHOSTS)):
         print(tail(out, 4000), flush=True)
     lines = [l for l in out.splitlines() if l.startswith("[rank ") and "runtime.comm_timeout" in l]
     check(len(lines) >= 1, f"fault: the cause is reported, '[rank r/N host] ... runtime.comm_timeout' "
@@ -367,7 +414,7 @@ def main(hosts, tmp):
     sh("ip", "link", "set", hosts.outer[CUT_HOST], "up")
     check(hosts.reachable(0, CUT_HOST, within=15), f"resume: host {CUT_HOST} reachable again after 'link up'")
     n_agent = len(agent_entries(tmp))
-    job = Job(hosts, tmp, "resume", BASE + ["train.epochs=3", "--resume", d], agent, os.path.join(tmp, "status_resume"))
+    job = Job(hosts, tmp, "resume", BASE + ["train.epochs=3", "--resume", d], agent)
     rc = job.wait(90)
     job.stop()
     out = job.output()
@@ -381,9 +428,9 @@ def main(hosts, tmp):
           f"epoch {last.get('epoch')})")
     tests = [r["epoch"] for r in recs if r["split"] == "test"]
     check(tests == [0, 1, 2], f"resume: every test epoch logged once (got {tests})")
-    st = read_statuses(os.path.join(tmp, "status_resume"))
-    check({r: st[r][2] for r in st} == {r: hosts.ns[r] for r in range(NHOSTS)} and len(agent_entries(tmp)) == n_agent + 2,
-          "resume: ran across the three namespaces again")
+    where = {r: rank_state(job.status_prefix, r).get("ns") for r in range(NHOSTS)}
+    check(where == {r: hosts.ns[r] for r in range(NHOSTS)} and len(agent_entries(tmp)) == n_agent + 2,
+          f"resume: ran across the three namespaces again (ranks in {where})")
 
 
 def on_signal(signum, _frame):
@@ -393,7 +440,8 @@ def on_signal(signum, _frame):
 signal.signal(signal.SIGTERM, on_signal)
 signal.signal(signal.SIGHUP, on_signal)
 hosts = Hosts()
-tmp = tempfile.mkdtemp(prefix="sw_multihost_")
+# Short: Open MPI puts its session directories (and PMIx's socket files) under each host's TMPDIR.
+tmp = tempfile.mkdtemp(prefix="swmh", dir="/tmp")
 t_start = time.time()
 try:
     try:

@@ -37,6 +37,7 @@ if [ -n "${SW_NETNS_TMPDIR:-}" ]; then
 fi
 # Inside the namespace: record which namespace the command really runs in (ip netns identify
 # names the namespace of the calling process), then run the command as ssh's remote shell would.
+# shellcheck disable=SC2016  # expanded by the shell inside the namespace
 exec ip netns exec "$ns" sh -c '
   if [ -n "${SW_NETNS_LOG:-}" ]; then echo "$SW_NETNS_HOST $(ip netns identify) $$" >>"$SW_NETNS_LOG"; fi
   exec sh -c "$1"' netns_agent "$*"
